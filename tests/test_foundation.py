@@ -1,0 +1,116 @@
+"""Config round trips, overrides, atomic writes, save/load of models, and the CLI's contract."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from kinetoscope.config import Config, apply_overrides, load_config_file
+from kinetoscope.errors import CheckpointError, ConfigError
+from kinetoscope.files import atomic_directory
+from kinetoscope.modeling import PretrainedModel
+
+
+@dataclasses.dataclass
+class InnerConfig(Config):
+    rate: float = 0.1
+    sizes: tuple[int, int] = (4, 8)
+
+
+@dataclasses.dataclass
+class ToyConfig(Config):
+    width: int = 8
+    name: str = "toy"
+    inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
+    extra: str | None = None
+
+    presets = {"big": {"width": 32}}
+
+
+class Toy(PretrainedModel):
+    config_class = ToyConfig
+
+    def __init__(self, config: ToyConfig):
+        super().__init__(config)
+        self.proj = torch.nn.Linear(config.width, config.width)
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = ToyConfig(width=16, inner=InnerConfig(rate=0.5, sizes=(1, 2)))
+    cfg.save_json(tmp_path / "c.json")
+    back = ToyConfig.load_json(tmp_path / "c.json")
+    assert back == cfg
+    assert isinstance(back.inner.sizes, tuple)
+    assert ToyConfig.from_preset("big").width == 32
+
+
+def test_config_rejects_unknown_and_wrong_types(tmp_path):
+    with pytest.raises(ConfigError, match="no field 'wdith'"):
+        ToyConfig.from_dict({"wdith": 3})
+    with pytest.raises(ConfigError, match="must be int"):
+        ToyConfig.from_dict({"width": "wide"})
+    with pytest.raises(ConfigError, match="no preset 'huge'"):
+        ToyConfig.from_preset("huge")
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ToyConfig.load_json(tmp_path / "bad.json")
+
+
+def test_overrides_and_config_files(tmp_path):
+    data = {"optim": {"lr": 1e-3}, "steps": 10}
+    out = apply_overrides(data, ["optim.lr=3e-4", "steps=20", "name=run"])
+    assert out == {"optim": {"lr": 3e-4}, "steps": 20, "name": "run"}
+    assert data["steps"] == 10
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(data, ["steps"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides(data, ["steps.x=1"])
+    (tmp_path / "a.yaml").write_text("steps: 5\noptim:\n  lr: 0.1\n")
+    (tmp_path / "a.toml").write_text("steps = 5\n[optim]\nlr = 0.1\n")
+    assert load_config_file(tmp_path / "a.yaml") == load_config_file(tmp_path / "a.toml")
+
+
+def test_atomic_directory_keeps_old_on_failure(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_directory(target) as d:
+        (d / "x").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as d:
+            (d / "x").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert (target / "x").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_save_and_load_pretrained(tmp_path):
+    torch.manual_seed(0)
+    model = Toy(ToyConfig(width=4))
+    model.save_pretrained(tmp_path / "toy")
+    assert json.loads((tmp_path / "toy" / "config.json").read_text())["width"] == 4
+    back = Toy.from_pretrained(tmp_path / "toy")
+    assert torch.equal(back.proj.weight, model.proj.weight)
+    model.save_pretrained(tmp_path / "half", dtype=torch.bfloat16)
+    half = Toy.from_pretrained(tmp_path / "half")
+    assert half.proj.weight.dtype == torch.float32
+    torch.testing.assert_close(half.proj.weight, model.proj.weight, atol=1e-2, rtol=1e-2)
+
+
+def test_load_pretrained_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        Toy.from_pretrained(tmp_path)
+    Toy(ToyConfig(width=4)).save_pretrained(tmp_path / "a")
+    ToyConfig(width=6).save_json(tmp_path / "a" / "config.json")
+    with pytest.raises(CheckpointError, match="has shape"):
+        Toy.from_pretrained(tmp_path / "a")
+
+
+def test_cli_version_and_help(cli):
+    from kinetoscope import __version__
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"kinetoscope {__version__}"
+    code, out, _ = cli("--help")
+    assert code == 0 and "world" in out
+    code, _, _ = cli("no-such-command")
+    assert code == 2
