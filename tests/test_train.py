@@ -1,0 +1,213 @@
+"""The training loop: config, schedule, exact resume after SIGKILL, atomic checkpoints, NaN handling."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from kinetoscope.errors import ConfigError
+from kinetoscope.train import TrainConfig, load_train_config, train
+from kinetoscope.train.checkpoint import SAVE_DELAY_ENV, list_checkpoints, load_tensors
+from kinetoscope.train.config import ScheduleConfig
+from kinetoscope.train.logging import read_metrics
+from kinetoscope.train.loop import lr_factor
+
+
+def toy_config(run_dir: Path, **changes) -> dict:
+    cfg = {
+        "run_dir": str(run_dir),
+        "seed": 3,
+        "steps": 12,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "keep_last": 2,
+        "grad_accum": 2,
+        "schedule": {"kind": "cosine", "warmup_steps": 3},
+        "ema": {"decay": 0.9},
+        "data": {"batch_size": 4},
+        "task": {"kind": "toy", "dim": 6, "hidden": 16, "dropout": 0.2},
+    }
+    for key, value in changes.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def losses(run_dir: Path) -> dict[int, str]:
+    """Step -> loss exactly as written (compared as strings: equal means bit-equal)."""
+    return {int(r["step"]): r["loss"] for r in read_metrics(run_dir)}
+
+
+def cli_process(config: Path, env_extra: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "KINETOSCOPE_PROGRESS": "0", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kinetoscope.cli", "train", "toy", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before the kill point: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for the run")
+        time.sleep(0.02)
+
+
+def last_logged_step(run_dir: Path) -> int:
+    try:
+        rows = read_metrics(run_dir)
+    except (FileNotFoundError, KeyError):
+        return 0
+    return int(rows[-1]["step"]) if rows else 0
+
+
+# ---------------------------------------------------------------- config and schedule
+def test_config_file_overrides_and_errors(tmp_path):
+    path = write_config(tmp_path / "c.yaml", toy_config(tmp_path / "run"))
+    cfg = load_train_config("toy", path, ["optim.lr=1e-3", "data.world.fps=5", "task.dim=4"])
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.data.world.fps == 5.0 and cfg.task["dim"] == 4 and cfg.task_kind == "toy"
+    assert cfg.grad_accum == 2 and cfg.schedule.warmup_steps == 3
+    with pytest.raises(ConfigError, match="is for task 'toy', not 'vae'"):
+        load_train_config("vae", path)
+    with pytest.raises(ConfigError, match="parallel must be one of none, ddp, fsdp"):
+        load_train_config("toy", path, ["parallel=zero"])
+    with pytest.raises(ConfigError, match="no field 'stpes'"):
+        load_train_config("toy", path, ["stpes=3"])
+    toml = tmp_path / "c.toml"
+    toml.write_text('steps = 7\n[task]\nkind = "toy"\n[optim]\nlr = 0.01\n')
+    assert load_train_config("toy", toml).steps == 7
+
+
+def test_unknown_task_and_bad_task_option(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown training task 'gan'"):
+        train(TrainConfig(run_dir=str(tmp_path), task={"kind": "gan"}))
+    with pytest.raises(ConfigError, match="no field 'widht'"):
+        train(TrainConfig(run_dir=str(tmp_path), task={"kind": "toy", "widht": 3}))
+
+
+def test_lr_schedule_warmup_cosine_constant():
+    cos = ScheduleConfig(kind="cosine", warmup_steps=4, min_lr_ratio=0.1)
+    assert [lr_factor(s, cos, 104) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(54, cos, 104) == pytest.approx(0.55)  # half-way through the decay
+    assert lr_factor(104, cos, 104) == pytest.approx(0.1)
+    const = ScheduleConfig(kind="constant", warmup_steps=2)
+    assert [lr_factor(s, const, 10) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+
+
+# ---------------------------------------------------------------- exact resume
+def test_sigkill_at_random_step_then_resume_repeats_every_loss(tmp_path):
+    steps = 40
+    changes = {"steps": steps, "data.num_workers": 1, "checkpoint_every": 5}
+    ref_cfg = write_config(tmp_path / "ref.yaml", toy_config(tmp_path / "ref", **changes))
+    run_cfg = write_config(tmp_path / "run.yaml", toy_config(tmp_path / "run", **changes))
+    reference = cli_process(ref_cfg)
+    victim = cli_process(run_cfg)
+    kill_at = random.Random().randint(6, steps - 8)  # after at least one checkpoint, before the end
+    wait_for(lambda: last_logged_step(tmp_path / "run") >= kill_at, victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = last_logged_step(tmp_path / "run")
+    assert killed_at < steps, "the run must be killed before it finishes"
+    checkpoint_step = list_checkpoints(tmp_path / "run")[-1][0]
+    assert 5 <= checkpoint_step <= killed_at
+
+    resumed = cli_process(run_cfg)  # same command: resumes from the run directory by itself
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    assert reference.wait(timeout=120) == 0, reference.stderr.read()
+    expected, got = losses(tmp_path / "ref"), losses(tmp_path / "run")
+    assert sorted(got) == list(range(1, steps + 1))
+    assert got == expected, f"killed at step {killed_at}, resumed from {checkpoint_step}"
+    final_ref = load_tensors(tmp_path / "ref" / "final", "model")
+    final_run = load_tensors(tmp_path / "run" / "final", "model")
+    assert all(torch.equal(final_ref[k], final_run[k]) for k in final_ref)
+
+
+def test_kill_during_checkpoint_save_leaves_previous_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig.from_dict(toy_config(run, steps=4)))
+    before = load_tensors(list_checkpoints(run)[-1][1], "model")
+    config = write_config(tmp_path / "c.yaml", toy_config(run, steps=8))
+    proc = cli_process(config, {SAVE_DELAY_ENV: "60"})
+    partial = run / "checkpoints" / ".step_00000008.tmp"
+    wait_for(lambda: (partial / "model.safetensors").is_file(), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    assert partial.is_dir(), "the kill must land while the checkpoint is being written"
+    assert [s for s, _ in list_checkpoints(run)] == [4]
+    assert all(torch.equal(before[k], v) for k, v in load_tensors(run / "checkpoints" / "step_00000004", "model").items())
+    # The next run removes the partial directory, resumes from step 4 and finishes.
+    train(TrainConfig.from_dict(toy_config(run, steps=8)))
+    assert [s for s, _ in list_checkpoints(run)] == [4, 8]
+    assert not partial.exists()
+    assert sorted(losses(run)) == list(range(1, 9))
+
+
+def test_keep_last_prunes_old_checkpoints_and_finished_run_only_exports(tmp_path):
+    run = tmp_path / "run"
+    final = train(TrainConfig.from_dict(toy_config(run, steps=10, checkpoint_every=2, keep_last=2)))
+    assert [s for s, _ in list_checkpoints(run)] == [8, 10]
+    assert (final / "config.json").is_file() and (final / "model.safetensors").is_file()
+    stamp = (run / "metrics.csv").read_text()
+    train(TrainConfig.from_dict(toy_config(run, steps=10, checkpoint_every=2, keep_last=2)))
+    assert (run / "metrics.csv").read_text() == stamp  # nothing re-run
+
+
+# ---------------------------------------------------------------- non-finite losses
+def test_nan_step_is_skipped_and_counted(tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig.from_dict(toy_config(run, steps=6, checkpoint_every=1, keep_last=10, **{"task.nan_steps": [3]})))
+    rows = {int(r["step"]): r for r in read_metrics(run)}
+    assert [int(rows[s]["nan_skipped"]) for s in range(1, 7)] == [0, 0, 0, 1, 1, 1]
+    before = load_tensors(run / "checkpoints" / "step_00000003", "model")
+    after = load_tensors(run / "checkpoints" / "step_00000004", "model")  # step index 3 was skipped
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    ema_before = load_tensors(run / "checkpoints" / "step_00000003", "ema")
+    ema_after = load_tensors(run / "checkpoints" / "step_00000004", "ema")
+    assert all(torch.equal(ema_before[k], ema_after[k]) for k in ema_before)
+    later = load_tensors(run / "checkpoints" / "step_00000005", "model")
+    assert not all(torch.equal(after[k], later[k]) for k in after)  # training went on
+
+
+def test_nan_streak_stops_with_one_sentence_and_keeps_last_good_checkpoint(tmp_path, cli):
+    run = tmp_path / "run"
+    cfg = toy_config(run, steps=20, checkpoint_every=2, max_nan_streak=2, **{"task.nan_steps": list(range(4, 20))})
+    code, out, err = cli("train", "toy", "--config", write_config(tmp_path / "c.yaml", cfg))
+    assert code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Stopped at step 7" in err and "max_nan_streak=2" in err
+    # Steps 5 and 6 changed nothing, so checkpoint 6 still holds the weights of step 4.
+    assert [s for s, _ in list_checkpoints(run)] == [4, 6]
+    good = load_tensors(run / "checkpoints" / "step_00000004", "model")
+    last = load_tensors(run / "checkpoints" / "step_00000006", "model")
+    assert all(torch.equal(good[k], last[k]) for k in good)
+
+
+def test_train_captioner_is_not_available_yet(cli, tmp_path):
+    code, out, err = cli("train", "captioner", "--config", tmp_path / "x.yaml")
+    assert code == 2 and "not available yet" in err and len(err.strip().splitlines()) == 1
