@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from kinetoscope.errors import InvalidInputError
 from kinetoscope.world.entities import Scene
 from kinetoscope.world.vocabulary import ACTIONS, VIEW_HEIGHT, WALLS
 
@@ -67,7 +68,9 @@ def simulate(scene: Scene, duration: float, scene_width: float) -> Trajectory:
     velocity[~free] = 0.0
     acceleration = np.zeros((n, 2))
     acceleration[free, 1] = -scene.gravity
-    world = _Bounds(scene, scene_width, np.array([b.radius for b in bodies]), free)
+    radius = np.array([b.radius for b in bodies])
+    _check_room(scene, scene_width, radius[free])
+    world = _Bounds(scene, scene_width, radius, free)
     mass = np.array([b.mass for b in bodies])
 
     t = 0.0
@@ -87,6 +90,17 @@ def simulate(scene: Scene, duration: float, scene_width: float) -> Trajectory:
         if len(events) > MAX_EVENTS:
             raise RuntimeError(f"The scene needed more than {MAX_EVENTS} bounces and collisions; bodies are stuck.")
     return Trajectory(np.array(starts), np.stack(positions), np.stack(velocities), acceleration, tuple(events))
+
+
+def _check_room(scene: Scene, scene_width: float, radius: np.ndarray) -> None:
+    """Refuse bodies wider than the space between two facing walls: they would bounce forever."""
+    widest = float(radius.max(initial=0.0)) * 2
+    if {"left", "right"} <= set(scene.walls) and widest > scene_width:
+        raise InvalidInputError(f"A body {widest:g} units wide does not fit between walls {scene_width:g} units apart.")
+    if {"floor", "ceiling"} <= set(scene.walls) and widest > VIEW_HEIGHT - scene.floor_y:
+        raise InvalidInputError(
+            f"A body {widest:g} units tall does not fit between the floor and the ceiling, {VIEW_HEIGHT - scene.floor_y:g} units apart."
+        )
 
 
 class _Bounds:

@@ -97,6 +97,8 @@ def _place(
     x0, x1, y0, y1 = box
     placed: list[tuple[float, tuple[float, float]]] = []
     for r in radii:
+        if 2 * r > min(x1 - x0, y1 - y0):
+            continue
         for _ in range(tries):
             x, y = _between(rng, x0 + r, x1 - r), _between(rng, y0 + r, y1 - r)
             if all(math.hypot(x - px, y - py) > r + pr + 0.05 for pr, (px, py) in placed):
@@ -167,9 +169,15 @@ def _static(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     return Scene(bodies=tuple(bodies) or _fallback_body(rng, spec, floor), background=background, floor_y=floor)
 
 
+def _fitting(radius: float, spec: ClipSpec) -> float:
+    """``radius``, shrunk to fit a very narrow view (down to a few pixels wide) with room to move."""
+    return min(radius, 0.4 * spec.view_width)
+
+
 def _fallback_body(rng: np.random.Generator, spec: ClipSpec, floor: float) -> tuple[Body, ...]:
     """One small body in the middle, for views too narrow to place anything else."""
-    return (Body(_shape(rng), _colors(rng, 1)[0], 0.4, (spec.view_width / 2, (floor + VIEW_HEIGHT) / 2)),)
+    position = (spec.view_width / 2, (floor + VIEW_HEIGHT) / 2)
+    return (Body(_shape(rng), _colors(rng, 1)[0], _fitting(0.4, spec), position),)
 
 
 def _bounce(rng: np.random.Generator, spec: ClipSpec) -> Scene:
@@ -227,14 +235,14 @@ def _occlusion(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     plan = max(spec.duration, 1.0)
     bodies = []
     for k in range(count):
-        # Small enough to hide completely behind the bar.
-        r = float(rng.uniform(0.3, max(0.31, min(1.0, 0.45 * bar, lane / 2 - 0.05))))
+        # Small enough to hide completely behind the bar, for at least 1.5 frames.
+        r = float(rng.uniform(0.3, max(0.31, min(1.0, 0.3 * bar, lane / 2 - 0.05))))
         direction = 1.0 if rng.random() < 0.5 else -1.0
-        start = _between(rng, r, occluder.x0 - r)
+        start = _between(rng, max(r, occluder.x0 - r - 2.5), occluder.x0 - r - 0.3)
         travel = occluder.x1 + r + 0.3 - start  # until fully out on the far side
         if direction < 0:
-            start = spec.view_width - start
-        speed = travel / (plan * rng.uniform(0.55, 0.8))
+            start = 2 * centre - start
+        speed = min(travel / (plan * rng.uniform(0.6, 0.85)), (bar - 2 * r) * spec.fps / 1.5)
         y = _between(rng, k * lane + r, (k + 1) * lane - r)
         bodies.append(Body(_shape(rng), colors[k], r, (start, y), (direction * speed, 0.0)))
     return Scene(bodies=tuple(bodies), background=background, occluder=occluder)
@@ -253,7 +261,7 @@ def _pan(rng: np.random.Generator, spec: ClipSpec) -> Scene:
 def _paint(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     """A brush bounces around the view and leaves a persistent trail of paint."""
     background = _background(rng, ("plain",))
-    r = float(rng.uniform(0.35, 0.6))
+    r = _fitting(float(rng.uniform(0.35, 0.6)), spec)
     position = (_between(rng, r, spec.view_width - r), _between(rng, r, VIEW_HEIGHT - r))
     brush = Body("ball", _colors(rng, 1)[0], r, position, _heading(rng, float(rng.uniform(2.0, 4.5))), role="brush")
     walls = ("floor", "ceiling", "left", "right")
@@ -264,7 +272,7 @@ def _agent(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     """A player moved by actions (up, down, left, right, stay) among a few still items."""
     background = _background(rng)
     floor = _floor_y(background)
-    r = float(rng.uniform(0.5, 0.8))
+    r = _fitting(float(rng.uniform(0.5, 0.8)), spec)
     speed = float(rng.uniform(2.0, 4.0))
     box = (0.0, spec.view_width, floor, VIEW_HEIGHT)
     start = (_between(rng, r, spec.view_width - r), _between(rng, floor + r, VIEW_HEIGHT - r))
