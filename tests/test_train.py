@@ -173,6 +173,12 @@ def test_keep_last_prunes_old_checkpoints_and_finished_run_only_exports(tmp_path
     final = train(TrainConfig.from_dict(toy_config(run, steps=10, checkpoint_every=2, keep_last=2)))
     assert [s for s, _ in list_checkpoints(run)] == [8, 10]
     assert (final / "config.json").is_file() and (final / "model.safetensors").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert logged == pytest.approx({s: float(v) for s, v in losses(run).items()})
     stamp = (run / "metrics.csv").read_text()
     train(TrainConfig.from_dict(toy_config(run, steps=10, checkpoint_every=2, keep_last=2)))
     assert (run / "metrics.csv").read_text() == stamp  # nothing re-run
