@@ -82,6 +82,8 @@ def _describe(x: object) -> str:
 
 def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     """Composite ``(..., 4)`` uint8 RGBA onto white and return ``(..., 3)`` uint8 RGB."""
+    if rgba[..., 3].min() == 255:  # opaque: nothing to blend
+        return rgba[..., :3]
     rgb = rgba[..., :3].astype(np.uint16)
     alpha = rgba[..., 3:].astype(np.uint16)
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)

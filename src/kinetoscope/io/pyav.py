@@ -19,6 +19,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from kinetoscope.errors import MediaError
 from kinetoscope.io.frames import flatten_alpha
@@ -51,8 +52,9 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, quality: int) -> None:
         # A keyframe every second bounds what a time-range read must decode before its start.
         stream.codec_context.gop_size = max(1, round(fps))
         stream.options = {"crf": str(quality_to_crf(quality))}
+        to_yuv = VideoReformatter()  # one converter for all frames: a fresh one per frame costs ~1 ms
         for index, rgb in enumerate(even):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = to_yuv.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p")
             frame.pts = index
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -81,7 +83,9 @@ def _open(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.st
         raise unreadable(path, _reason(e)) from None
     with container:
         if not container.streams.video:
-            raise MediaError(f"{path} has no video stream.", param="path")
+            if container.streams.audio:
+                raise MediaError(f"{path} has no video stream, only audio.", param="path")
+            raise unreadable(path, "no video stream found")  # e.g. an mp4 index cut short
         yield container, container.streams.video[0]
 
 
@@ -157,22 +161,35 @@ def _decode(path: Path, start: float) -> Iterator[tuple[float, Convert]]:
         time_base = stream.time_base
         origin = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
         crop = _stored_size(container, stream)
-        decoded = 0
+        to_rgb = VideoReformatter()  # one converter for all frames: a fresh one per frame costs ~1 ms
+        decoded, last = 0, None
         try:
             if start > 0:
                 container.seek(int((start + origin) / time_base), stream=stream, backward=True)
             for frame in container.decode(stream):
-                decoded += 1
-                yield float(frame.time) - origin, lambda frame=frame: _to_rgb(frame, crop)
+                decoded, last = decoded + 1, float(frame.time) - origin
+                yield last, lambda frame=frame: _to_rgb(to_rgb, frame, crop)
         except av.FFmpegError as e:
             if decoded == 0:
                 raise unreadable(path, _reason(e)) from None
-            # A truncated file: keep what decoded (see read_video's docstring).
-            warnings.warn(f"{path} is truncated or damaged after frame {decoded} ({_reason(e)}).", stacklevel=1)
+            _warn_truncated(path, last, _reason(e))
+            return
+        # Reaching the end of the data before the end the index promised also means truncation.
+        if last is not None and stream.duration and stream.average_rate:
+            promised = float(stream.duration * time_base)
+            if last + 1.5 / float(stream.average_rate) < promised:
+                _warn_truncated(path, last, f"it promises {promised:.3f} s")
 
 
-def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+def _warn_truncated(path: Path, last: float | None, reason: str) -> None:
+    """A truncated file keeps what decoded (see read_video's docstring); say where it stopped."""
+    warnings.warn(f"{path} is truncated or damaged: frames stop at {last or 0:.3f} s ({reason}).", stacklevel=1)
+
+
+def _to_rgb(reformatter: VideoReformatter, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     width, height = size
-    if frame.format.name in ("bgra", "rgba", "argb", "abgr", "pal8"):  # GIF frames may be transparent
-        return flatten_alpha(frame.to_ndarray(format="rgba"))[:height, :width]
-    return frame.to_ndarray(format="rgb24")[:height, :width]
+    if frame.format.name == "bgra":  # FFmpeg's GIF decoder; reordering in numpy beats swscale here
+        return flatten_alpha(frame.to_ndarray()[..., [2, 1, 0, 3]])[:height, :width]
+    if frame.format.name in ("rgba", "argb", "abgr", "pal8", "yuva420p"):  # may be transparent
+        return flatten_alpha(reformatter.reformat(frame, format="rgba").to_ndarray())[:height, :width]
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()[:height, :width]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -171,11 +172,18 @@ def _unsupported(path: Path) -> MediaError:
 
 
 def _nothing_in_range(path: Path, start: float, end: float | None) -> KinetoscopeError:
-    """No frame came back: either the range lies past the end, or the file is damaged there."""
-    duration = probe(path).duration
-    if start >= duration - EPS:
+    """No frame came back: the range is past the end or between two frames, or the file is damaged."""
+    info = probe(path)
+    last = (info.num_frames - 1) / info.fps
+    if start > last + EPS:
         return InvalidInputError(
-            f"start ({start:g} s) is at or past the end of {path}, which lasts {duration:.3f} s.", param="start"
+            f"start ({start:g} s) is after the last frame of {path} (at {last:.3f} s of {info.duration:.3f} s).",
+            param="start",
+        )
+    if end is not None and math.ceil(start * info.fps - EPS) / info.fps >= end - EPS:
+        return InvalidInputError(
+            f"no frame of {path} starts between {start:g} s and {end:g} s (frames are 1/{info.fps:g} s apart).",
+            param="end",
         )
     until = "the end" if end is None else f"{end:g} s"
     return MediaError(f"{path} is corrupt or truncated: no frame decodes between {start:g} s and {until}.", param="path")
