@@ -184,6 +184,15 @@ def test_keep_last_prunes_old_checkpoints_and_finished_run_only_exports(tmp_path
     assert (run / "metrics.csv").read_text() == stamp  # nothing re-run
 
 
+def test_activation_checkpointing_changes_memory_not_results(tmp_path):
+    # Dropout is on: recomputed blocks must redraw the same masks (checkpoint restores the RNG).
+    plain = toy_config(tmp_path / "plain", steps=3, checkpoint_every=3)
+    checkpointed = toy_config(tmp_path / "ac", steps=3, checkpoint_every=3, activation_checkpointing=True)
+    train(TrainConfig.from_dict(plain))
+    train(TrainConfig.from_dict(checkpointed))
+    assert losses(tmp_path / "ac") == losses(tmp_path / "plain")
+
+
 # ---------------------------------------------------------------- non-finite losses
 def test_nan_step_is_skipped_and_counted(tmp_path):
     run = tmp_path / "run"
