@@ -57,11 +57,13 @@ def rates(folder: Path, repeats: int, num_frames: int) -> None:
     for suffix, size in CASES:
         frames = moving_texture(num_frames, size)
         path = folder / f"rate{size}{suffix}"
-        encode = median_seconds(lambda: write_video(path, frames, FPS), repeats)
-        decode = median_seconds(lambda: read_video(path), repeats)
+        encode = median_seconds(lambda path=path, frames=frames: write_video(path, frames, FPS), repeats)
+        decode = median_seconds(lambda path=path: read_video(path), repeats)
         assert read_video(path).frames.shape == frames.shape
         kib = path.stat().st_size / 1024
-        print(f"{suffix[1:]:<7}{f'{size}x{size}':>9}{num_frames / encode:>12.0f}{num_frames / decode:>12.0f}{kib:>8.0f}")
+        print(
+            f"{suffix[1:]:<7}{f'{size}x{size}':>9}{num_frames / encode:>12.0f}{num_frames / decode:>12.0f}{kib:>8.0f}"
+        )
 
 
 def write_long_clip(path: Path, seconds: int, size: int) -> None:
@@ -73,7 +75,7 @@ def write_long_clip(path: Path, seconds: int, size: int) -> None:
 def naive_last_second(path: Path, convert_all: bool) -> np.ndarray:
     """Decode every frame from the start, then keep the last second (RGB conversion as fast as ours)."""
     to_rgb = VideoReformatter()
-    rgb = lambda frame: to_rgb.reformat(frame, format="rgb24").to_ndarray()  # noqa: E731
+    rgb = lambda frame: to_rgb.reformat(frame, format="rgb24").to_ndarray()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -85,7 +87,7 @@ def naive_last_second(path: Path, convert_all: bool) -> np.ndarray:
 def time_range(folder: Path, repeats: int, seconds: int, size: int) -> None:
     path = folder / "long.mp4"
     write_long_clip(path, seconds, size)
-    ours = lambda: read_video(path, start=seconds - 1, end=seconds).frames  # noqa: E731
+    ours = lambda: read_video(path, start=seconds - 1, end=seconds).frames
     assert np.array_equal(ours(), naive_last_second(path, convert_all=False))
     assert np.array_equal(ours(), naive_last_second(path, convert_all=True))
     t_ours = median_seconds(ours, repeats)

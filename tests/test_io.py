@@ -15,13 +15,13 @@ from kinetoscope.io import (
     is_image_path,
     is_video_path,
     probe,
+    pyav,
     read_image,
     read_video,
     tensor_to_frames,
     write_image,
     write_video,
 )
-from kinetoscope.io import pyav
 from kinetoscope.io.timeline import guess_rate, rounded_durations_ms
 
 
@@ -36,7 +36,11 @@ def smooth_clip(num_frames: int, height: int, width: int) -> np.ndarray:
 
 def counting_clip(num_frames: int, size: int = 16) -> np.ndarray:
     """Frame i is a flat grey of brightness 5 * i, so the frame index can be read back from the pixels."""
-    return np.repeat((5 * np.arange(num_frames, dtype=np.uint8))[:, None, None, None], size, 1).repeat(size, 2).repeat(3, 3)
+    return (
+        np.repeat((5 * np.arange(num_frames, dtype=np.uint8))[:, None, None, None], size, 1)
+        .repeat(size, 2)
+        .repeat(3, 3)
+    )
 
 
 def indices(frames: np.ndarray) -> list[int]:
@@ -64,7 +68,8 @@ def test_tensor_to_frames_clamps_and_rounds():
 
 
 @pytest.mark.parametrize(
-    "bad", [np.zeros((2, 4, 4, 3), np.float32), np.zeros((4, 4, 3), np.uint8), np.zeros((2, 4, 4, 4), np.uint8), "frames"]
+    "bad",
+    [np.zeros((2, 4, 4, 3), np.float32), np.zeros((4, 4, 3), np.uint8), np.zeros((2, 4, 4, 4), np.uint8), "frames"],
 )
 def test_bad_frame_arrays_are_rejected(bad, tmp_path):
     with pytest.raises(InvalidInputError, match="frames must"):
@@ -296,7 +301,9 @@ def test_mp4_with_no_decodable_frame_is_an_error(tmp_path, mp4_bytes):
 @pytest.mark.parametrize("name", ["clip.webp", "clip.gif", "one.png", "one.jpg"])
 def test_corrupt_gif_webp_and_images(tmp_path, name):
     frames = smooth_clip(4 if name.startswith("clip") else 1, 16, 16)
-    path = write_video(tmp_path / name, frames, 8) if name.startswith("clip") else write_image(tmp_path / name, frames[0])
+    path = (
+        write_video(tmp_path / name, frames, 8) if name.startswith("clip") else write_image(tmp_path / name, frames[0])
+    )
     data = bytearray(path.read_bytes())
     path.write_bytes(bytes(data[:40]))
     with pytest.raises(MediaError, match=f"{name} is corrupt or truncated"):
@@ -378,13 +385,19 @@ def test_cli_info(cli, tmp_path):
     assert "size      33x17" in out and "frames    12" in out and "duration  0.500 s" in out and "h264" in out
     code, out, _ = cli("info", path, "--json")
     assert code == 0 and json.loads(out) == {
-        "file": str(path), "fps": 24.0, "num_frames": 12, "duration": 0.5, "width": 33, "height": 17, "codec": "h264"
+        "file": str(path),
+        "fps": 24.0,
+        "num_frames": 12,
+        "duration": 0.5,
+        "width": 33,
+        "height": 17,
+        "codec": "h264",
     }
 
 
 def test_cli_convert(cli, tmp_path):
     source = write_video(tmp_path / "clip.mp4", counting_clip(48), 24, quality=95)
-    code, out, err = cli("convert", source, tmp_path / "cut.gif", "--start", "0.5", "--end", "1.5", "--fps", "8")
+    code, out, _ = cli("convert", source, tmp_path / "cut.gif", "--start", "0.5", "--end", "1.5", "--fps", "8")
     assert code == 0 and "wrote" in out and "8 frames" in out
     assert indices(read_video(tmp_path / "cut.gif").frames) == [12, 15, 18, 21, 24, 27, 30, 33]
     code, out, _ = cli("convert", tmp_path / "cut.gif", tmp_path / "frames")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,9 @@ def write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
         raise InvalidInputError(
             f"GIF stores frame delays in 1/100 s, so fps must be <= 100 for {path}, got {fps:g}.", param="fps"
         )
-    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE) for f in frames]
+    images = [
+        Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE) for f in frames
+    ]
     durations = rounded_durations_ms(len(frames), fps, 10)
     _save_animation(path, images, format="GIF", duration=durations, loop=0, comment=fps_tag(fps).encode())
 
@@ -53,7 +55,14 @@ def write_webp(path: Path, frames: np.ndarray, fps: float, quality: int) -> None
         )
     durations = rounded_durations_ms(len(frames), fps, 1)
     _save_animation(
-        path, [Image.fromarray(frame) for frame in frames], format="WEBP", duration=durations, loop=0, quality=quality, lossless=quality >= 100, xmp=_xmp(fps_tag(fps))
+        path,
+        [Image.fromarray(frame) for frame in frames],
+        format="WEBP",
+        duration=durations,
+        loop=0,
+        quality=quality,
+        lossless=quality >= 100,
+        xmp=_xmp(fps_tag(fps)),
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -30,7 +30,8 @@ def write_folder(path: Path, frames: np.ndarray, fps: float) -> None:
         foreign = [p.name for p in path.iterdir() if not _OURS.fullmatch(p.name)]
         if foreign:
             raise MediaError(
-                f"refusing to replace folder {path}: it holds files other than frames (e.g. {foreign[0]}).", param="path"
+                f"refusing to replace folder {path}: it holds files other than frames (e.g. {foreign[0]}).",
+                param="path",
             )
     with atomic_directory(path) as tmp:
         for index, frame in enumerate(frames):
@@ -55,7 +56,7 @@ def folder_fps(path: Path) -> float:
     try:
         fps = float(json.loads(info.read_text())["fps"])
     except (ValueError, KeyError, TypeError) as e:
-        raise MediaError(f"{info} is not valid: it must be JSON like {{\"fps\": 24}} ({e}).", param="path") from None
+        raise MediaError(f'{info} is not valid: it must be JSON like {{"fps": 24}} ({e}).', param="path") from None
     if not fps > 0:
         raise MediaError(f"{info} gives fps {fps}; it must be > 0.", param="path")
     return fps
@@ -67,7 +68,12 @@ def probe_folder(path: Path) -> dict:
         width, height = first.size
     fps = folder_fps(path)
     return dict(
-        fps=fps, num_frames=len(files), duration=len(files) / fps, width=width, height=height, codec=files[0].suffix[1:].lower()
+        fps=fps,
+        num_frames=len(files),
+        duration=len(files) / fps,
+        width=width,
+        height=height,
+        codec=files[0].suffix[1:].lower(),
     )
 
 

@@ -42,8 +42,8 @@ def check_fps(fps: object, name: str = "fps") -> float:
 
 
 def frames_to_tensor(
-    frames: np.ndarray, *, dtype: "torch.dtype | None" = None, device: "torch.device | str | None" = None
-) -> "torch.Tensor":
+    frames: np.ndarray, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
     """uint8 ``(T, H, W, 3)`` -> float ``(3, T, H, W)`` in [-1, 1] (0 -> -1, 255 -> 1)."""
     import torch
 
@@ -53,7 +53,7 @@ def frames_to_tensor(
     return (x / 127.5 - 1.0).contiguous()
 
 
-def tensor_to_frames(x: "torch.Tensor") -> np.ndarray:
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     """Float ``(3, T, H, W)`` or ``(1, 3, T, H, W)`` in [-1, 1] -> uint8 ``(T, H, W, 3)``, clamped and rounded."""
     import torch
 

@@ -13,9 +13,9 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -43,7 +43,10 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, quality: int) -> None:
     """Encode ``frames`` (T, H, W, 3) as H.264 yuv420p with the index at the front (plays while downloading)."""
     height, width = frames.shape[1:3]
     even = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    with _temporary_sibling(path) as tmp, av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    with (
+        _temporary_sibling(path) as tmp,
+        av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
         if even.shape != frames.shape:
             out.metadata["comment"] = f"kinetoscope:size={width}x{height}"
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))

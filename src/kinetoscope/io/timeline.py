@@ -11,7 +11,8 @@ import itertools
 import math
 import re
 import statistics
-from typing import Callable, Generator, Iterable, Iterator, NamedTuple
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,9 @@ def select_frames(
         timeline.frames.close()  # release the decoder now, not when garbage collected
 
 
-def _in_window(frames: Iterable[tuple[float, Convert]], start: float, end: float | None) -> Iterator[tuple[float, np.ndarray]]:
+def _in_window(
+    frames: Iterable[tuple[float, Convert]], start: float, end: float | None
+) -> Iterator[tuple[float, np.ndarray]]:
     for t, convert in frames:
         if t < start - EPS:
             continue

@@ -186,4 +186,6 @@ def _nothing_in_range(path: Path, start: float, end: float | None) -> Kinetoscop
             param="end",
         )
     until = "the end" if end is None else f"{end:g} s"
-    return MediaError(f"{path} is corrupt or truncated: no frame decodes between {start:g} s and {until}.", param="path")
+    return MediaError(
+        f"{path} is corrupt or truncated: no frame decodes between {start:g} s and {until}.", param="path"
+    )
