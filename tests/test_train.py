@@ -226,3 +226,37 @@ def test_nan_streak_stops_with_one_sentence_and_keeps_last_good_checkpoint(tmp_p
 def test_train_captioner_is_not_available_yet(cli, tmp_path):
     code, out, err = cli("train", "captioner", "--config", tmp_path / "x.yaml")
     assert code == 2 and "not available yet" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- LoRA
+def test_lora_adapts_weights_read_directly_and_merges_back():
+    from kinetoscope.train.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
+
+    class Fused(torch.nn.Module):  # reads .weight directly, as the transformer's fused kernels do
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"qkv": torch.nn.Linear(6, 6)})])
+            self.head = torch.nn.Linear(6, 2)
+
+        def forward(self, x):
+            layer = self.blocks[0]["qkv"]
+            return self.head(torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+    torch.manual_seed(0)
+    model, x = Fused(), torch.randn(4, 6)
+    before = model(x).detach()
+    names = apply_lora(model, LoRAConfig(rank=2, alpha=4.0, target=r"blocks\.\d+\.qkv$"))
+    assert names == ["blocks.0.qkv"]
+    assert torch.equal(model(x), before)  # B starts at zero
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"blocks.0.qkv.parametrizations.weight.0.lora_A", "blocks.0.qkv.parametrizations.weight.0.lora_B"}
+    model(x).square().sum().backward()
+    assert model.blocks[0]["qkv"].parametrizations.weight[0].lora_B.grad.abs().sum() > 0
+    torch.nn.init.normal_(model.blocks[0]["qkv"].parametrizations.weight[0].lora_B)
+    adapted = model(x).detach()
+    assert not torch.allclose(adapted, before) and len(lora_state_dict(model)) == 2
+    merge_lora(model)
+    assert set(model.state_dict()) == {"blocks.0.qkv.weight", "blocks.0.qkv.bias", "head.weight", "head.bias"}
+    torch.testing.assert_close(model(x), adapted)
+    with pytest.raises(ConfigError, match="matches no linear layer"):
+        apply_lora(Fused(), LoRAConfig(rank=2, target="nothing"))
