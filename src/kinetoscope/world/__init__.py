@@ -8,7 +8,7 @@ World units: x right, y up; the frame's height spans 10 units; pixel row 0 is th
 """
 
 from kinetoscope.world.captions import describe
-from kinetoscope.world.clip import Clip, clip_seed, render_clip, sample_clip
+from kinetoscope.world.clip import Clip, clip_seed, render_clip, sample_clip, sample_state
 from kinetoscope.world.entities import Background, Body, Camera, ClipSpec, Occluder, Scene
 from kinetoscope.world.render import render_state
 from kinetoscope.world.scenarios import SCENARIOS
@@ -30,4 +30,5 @@ __all__ = [
     "render_clip",
     "render_state",
     "sample_clip",
+    "sample_state",
 ]

@@ -46,7 +46,8 @@ def render_state(state: dict[str, Any]) -> np.ndarray:
             _draw(canvas, centres, (half, half), obj["rgb"], _shape_distance(obj["shape"], half))
         if state["occluder"] is not None:
             _draw_occluder(canvas, state["occluder"], camera[chunk], height)
-        out[chunk] = np.rint(canvas)
+        canvas += 0.5  # then the cast to uint8 truncates: round half up, values are in [0, 255]
+        out[chunk] = canvas
     return out
 
 
@@ -123,13 +124,25 @@ def _background_frames(background: dict[str, Any], camera: np.ndarray, width: in
         top_share = np.clip(y / VIEW_HEIGHT, 0.0, 1.0).astype(np.float32)[..., None]
         canvas[:] = (colors[1] + top_share * (colors[0] - colors[1]))[:, :, None, :]
     else:  # floor: a checkered band below floor_height under a plain sky
-        sky, tile_a, tile_b = colors
-        tile = background["tile"]
-        checker = 0.5 + 0.5 * _box_filtered_square_wave(y, tile, ppu)[:, :, None] * _box_filtered_square_wave(x, tile, ppu)[:, None, :]
-        floor = tile_b + checker[..., None].astype(np.float32) * (tile_a - tile_b)
-        below = np.clip((background["floor_height"] - y) * ppu + 0.5, 0.0, 1.0).astype(np.float32)[:, :, None, None]
-        canvas[:] = sky + below * (floor - sky)
+        _draw_floor(canvas, colors, background, x, y, ppu)
     return canvas
+
+
+def _draw_floor(canvas: np.ndarray, colors: np.ndarray, background: dict[str, Any], x: np.ndarray, y: np.ndarray, ppu: float) -> None:
+    """Sky above ``floor_height``, a checkerboard below, both edges anti-aliased.
+
+    With ``below`` the floor's coverage of a row and ``fx``, ``fy`` the filtered square waves
+    of the tiles, the colour is ``sky + below (mid - sky) + below fy fx (a - b) / 2``: a row
+    term plus a row term times a column term, so the whole frame takes two broadcast passes.
+    """
+    sky, tile_a, tile_b = colors
+    below = np.clip((background["floor_height"] - y) * ppu + 0.5, 0.0, 1.0)[..., None]  # (T, H, 1)
+    fy = _box_filtered_square_wave(y, background["tile"], ppu)[..., None]
+    fx = _box_filtered_square_wave(x, background["tile"], ppu)  # (T, W)
+    rows = (sky + below * ((tile_a + tile_b) / 2 - sky)).astype(np.float32)  # (T, H, 3)
+    stripes = (below * fy * (tile_a - tile_b) / 2).astype(np.float32)
+    np.multiply(stripes[:, :, None, :], fx.astype(np.float32)[:, None, :, None], out=canvas)
+    canvas += rows[:, :, None, :]
 
 
 def _box_filtered_square_wave(coord: np.ndarray, tile: float, ppu: float) -> np.ndarray:

@@ -78,20 +78,20 @@ def signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -
 def sample_points(shape: str) -> tuple[np.ndarray, np.ndarray]:
     """``(interior, outline)`` points of the unit shape.
 
-    ``interior`` is a uniform grid inside the shape (its fraction in view measures visible
-    area); ``outline`` lies on the boundary, so "is any of it out of view" is exact to
-    about 1% of the radius.
+    ``interior`` is a uniform 16x16 grid over the box, kept where inside the shape (the share
+    of it in view measures visible area to about 1%); ``outline`` lies on the boundary, so
+    "is any of it out of view" is exact to about 1% of the radius.
     """
-    grid = (np.arange(32) + 0.5) / 16 - 1.0
+    grid = (np.arange(16) + 0.5) / 8 - 1.0
     gx, gy = np.meshgrid(grid, grid)
     inside = signed_distance(shape, gx, gy, 1.0) < 0
     interior = np.stack([gx[inside], gy[inside]], axis=1)
     if shape == "ball":
-        angles = np.arange(64) * (2 * np.pi / 64)
+        angles = np.arange(48) * (2 * np.pi / 48)
         outline = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     else:
         vertices = POLYGONS[shape]
-        steps = np.arange(8)[:, None, None] / 8
+        steps = np.arange(6)[:, None, None] / 6
         outline = (vertices + steps * (np.roll(vertices, -1, axis=0) - vertices)).reshape(-1, 2)
     for array in (interior, outline):
         array.flags.writeable = False
