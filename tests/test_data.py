@@ -43,7 +43,14 @@ def test_oversized_sample_runs_alone_and_fixed_size_batches():
 
 def test_plan_resumes_from_saved_state_and_ranks_interleave():
     full = list(itertools.islice(plan_batches(cost, budget=12, lookahead=5, rank=1, world_size=3), 12))
-    resumed = list(itertools.islice(plan_batches(cost, PlanState.from_dict(full[6].after.to_dict()), budget=12, lookahead=5, rank=1, world_size=3), 5))
+    resumed = list(
+        itertools.islice(
+            plan_batches(
+                cost, PlanState.from_dict(full[6].after.to_dict()), budget=12, lookahead=5, rank=1, world_size=3
+            ),
+            5,
+        )
+    )
     assert resumed == full[7:12]
     keys = [k for p in full for k in p.keys]
     assert all(k % 3 == 1 for k in keys)  # rank 1 of 3 reads only its own share
@@ -90,10 +97,26 @@ def test_manifest_source_skips_and_lists_unreadable_files(manifest_with_bad_file
     manifest, good = manifest_with_bad_files
     source = ManifestSource(manifest, seed=0, shape=ShapeRule(size_multiple=16, max_frames=9), cost=pixel_count)
     assert sorted(int(i) for i in [source.entries.index(source.entry(k)) for k in range(6)]) == list(range(6))
-    batches = list(itertools.islice(load_batches(source, collate_videos, PlanState(), budget=None, max_samples=2,
-                                                 lookahead=1, rank=0, world_size=1, num_workers=1), 6))  # two epochs
+    batches = list(
+        itertools.islice(
+            load_batches(
+                source,
+                collate_videos,
+                PlanState(),
+                budget=None,
+                max_samples=2,
+                lookahead=1,
+                rank=0,
+                world_size=1,
+                num_workers=1,
+            ),
+            6,
+        )
+    )  # two epochs
     skipped = [what for b in batches for what, _ in b.skipped]
-    assert sorted(set(skipped)) == sorted(str(manifest.parent / n) for n in ("missing.mp4", "text.mp4", "truncated.mp4"))
+    assert sorted(set(skipped)) == sorted(
+        str(manifest.parent / n) for n in ("missing.mp4", "text.mp4", "truncated.mp4")
+    )
     assert len(skipped) == 6  # each bad file once per epoch
     loaded = [s for b in batches if b.data for s in b.data]
     assert len(loaded) == 6 and {s.source for s in loaded} == {str(p) for p in good}
@@ -134,11 +157,22 @@ def test_world_stream_varies_native_shapes_and_costs_match():
 
 def test_workers_do_not_change_batches():
     shape = ShapeRule(size_multiple=16, frame_step=4, max_frames=9)
-    world = WorldSource(1, shape, pixel_count, scenarios=("mixed",), sizes=((32, 32), (48, 32)), frames=(1, 5, 9), fps=10.0)
+    world = WorldSource(
+        1, shape, pixel_count, scenarios=("mixed",), sizes=((32, 32), (48, 32)), frames=(1, 5, 9), fps=10.0
+    )
 
     def run(workers):
-        it = load_batches(world, collate_videos, PlanState(), budget=40000, max_samples=None, lookahead=4,
-                          rank=0, world_size=1, num_workers=workers)
+        it = load_batches(
+            world,
+            collate_videos,
+            PlanState(),
+            budget=40000,
+            max_samples=None,
+            lookahead=4,
+            rank=0,
+            world_size=1,
+            num_workers=workers,
+        )
         return list(itertools.islice(it, 4))
 
     inline, workers = run(0), run(2)

@@ -160,7 +160,9 @@ def test_kill_during_checkpoint_save_leaves_previous_checkpoint(tmp_path):
 
     assert partial.is_dir(), "the kill must land while the checkpoint is being written"
     assert [s for s, _ in list_checkpoints(run)] == [4]
-    assert all(torch.equal(before[k], v) for k, v in load_tensors(run / "checkpoints" / "step_00000004", "model").items())
+    assert all(
+        torch.equal(before[k], v) for k, v in load_tensors(run / "checkpoints" / "step_00000004", "model").items()
+    )
     # The next run removes the partial directory, resumes from step 4 and finishes.
     train(TrainConfig.from_dict(toy_config(run, steps=8)))
     assert [s for s, _ in list_checkpoints(run)] == [4, 8]
@@ -212,7 +214,7 @@ def test_nan_step_is_skipped_and_counted(tmp_path):
 def test_nan_streak_stops_with_one_sentence_and_keeps_last_good_checkpoint(tmp_path, cli):
     run = tmp_path / "run"
     cfg = toy_config(run, steps=20, checkpoint_every=2, max_nan_streak=2, **{"task.nan_steps": list(range(4, 20))})
-    code, out, err = cli("train", "toy", "--config", write_config(tmp_path / "c.yaml", cfg))
+    code, _, err = cli("train", "toy", "--config", write_config(tmp_path / "c.yaml", cfg))
     assert code == 2
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "Stopped at step 7" in err and "max_nan_streak=2" in err
@@ -224,7 +226,7 @@ def test_nan_streak_stops_with_one_sentence_and_keeps_last_good_checkpoint(tmp_p
 
 
 def test_train_captioner_is_not_available_yet(cli, tmp_path):
-    code, out, err = cli("train", "captioner", "--config", tmp_path / "x.yaml")
+    code, _, err = cli("train", "captioner", "--config", tmp_path / "x.yaml")
     assert code == 2 and "not available yet" in err and len(err.strip().splitlines()) == 1
 
 
@@ -249,7 +251,10 @@ def test_lora_adapts_weights_read_directly_and_merges_back():
     assert names == ["blocks.0.qkv"]
     assert torch.equal(model(x), before)  # B starts at zero
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"blocks.0.qkv.parametrizations.weight.0.lora_A", "blocks.0.qkv.parametrizations.weight.0.lora_B"}
+    assert trainable == {
+        "blocks.0.qkv.parametrizations.weight.0.lora_A",
+        "blocks.0.qkv.parametrizations.weight.0.lora_B",
+    }
     model(x).square().sum().backward()
     assert model.blocks[0]["qkv"].parametrizations.weight[0].lora_B.grad.abs().sum() > 0
     torch.nn.init.normal_(model.blocks[0]["qkv"].parametrizations.weight[0].lora_B)

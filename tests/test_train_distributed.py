@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
+from test_train import losses, toy_config, write_config
 
 from kinetoscope.train import TrainConfig, train
 from kinetoscope.train.checkpoint import load_tensors
-from test_train import losses, toy_config, write_config
 
 STEPS = 4
 
@@ -19,9 +19,23 @@ STEPS = 4
 def launch_two_ranks(config_path) -> subprocess.Popen:
     env = {**os.environ, "KINETOSCOPE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "kinetoscope.cli", "train", "toy", "--config", str(config_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "kinetoscope.cli",
+            "train",
+            "toy",
+            "--config",
+            str(config_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -43,8 +57,8 @@ def test_ddp_and_fsdp2_on_two_processes_match_one_process(tmp_path):
     for mode in ("ddp", "fsdp"):
         got = {s: float(v) for s, v in losses(tmp_path / mode).items()}
         assert sorted(got) == list(range(1, STEPS + 1))
-        for step in got:
-            assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), (mode, step)
+        for step, value in got.items():
+            assert value == pytest.approx(expected[step], rel=1e-5, abs=1e-7), (mode, step)
         weights = load_tensors(tmp_path / mode / "final", "model")
         for name, tensor in single_weights.items():
             torch.testing.assert_close(weights[name], tensor, rtol=1e-4, atol=1e-6, msg=f"{mode}: {name}")

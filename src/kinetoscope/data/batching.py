@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +27,7 @@ class PlanState:
         return {"next": self.next, "pending": list(self.pending)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PlanState":
+    def from_dict(cls, data: dict[str, Any]) -> PlanState:
         return cls(int(data["next"]), tuple(int(p) for p in data["pending"]))
 
 
@@ -93,7 +94,9 @@ def plan_batches(
         yield BatchPlan(keys, used, PlanState(nxt, tuple(pending)))
 
 
-def latent_tokens(frames: int, height: int, width: int, *, spatial: int, temporal: int, patch: tuple[int, int, int]) -> int:
+def latent_tokens(
+    frames: int, height: int, width: int, *, spatial: int, temporal: int, patch: tuple[int, int, int]
+) -> int:
     """Transformer tokens of a clip: latent ``t*h*w`` over the patch volume (frame 0 is its own latent frame)."""
     pt, ph, pw = patch
     t = 1 + (frames - 1) // temporal

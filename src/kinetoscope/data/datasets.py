@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,10 @@ class ShapeRule:
         frames = min(frames, self.max_frames)
         frames = 1 + (frames - 1) // self.frame_step * self.frame_step
         scale = min(1.0, self.max_side / max(height, width))
-        height, width = _round_down(round(height * scale), self.size_multiple), _round_down(round(width * scale), self.size_multiple)
+        height, width = (
+            _round_down(round(height * scale), self.size_multiple),
+            _round_down(round(width * scale), self.size_multiple),
+        )
         return frames, height, width
 
     def apply(self, frames: np.ndarray, description: str) -> torch.Tensor:
@@ -133,7 +136,9 @@ class ManifestSource:
         start = None
         if e.frames and e.fps and e.frames > self.shape.max_frames:
             # A long clip: a window at a start fixed by (seed, index), so every epoch sees new parts.
-            first = np.random.default_rng(derive_seed(self.seed, "start", index)).integers(e.frames - self.shape.max_frames + 1)
+            first = np.random.default_rng(derive_seed(self.seed, "start", index)).integers(
+                e.frames - self.shape.max_frames + 1
+            )
             start = float(first) / e.fps
         video = read_video(e.path, start=start, max_frames=self.shape.max_frames)
         return VideoSample(self.shape.apply(video.frames, str(e.path)), e.caption, str(e.path))
@@ -180,7 +185,9 @@ class WorldSource:
 
         unknown = [s for s in scenarios if s not in SCENARIOS]
         if unknown or not scenarios:
-            raise ConfigError(f"data.world.scenarios must name scenarios from {', '.join(SCENARIOS)}, got {list(scenarios)}.")
+            raise ConfigError(
+                f"data.world.scenarios must name scenarios from {', '.join(SCENARIOS)}, got {list(scenarios)}."
+            )
         if not sizes or not frames:
             raise ConfigError("data.world.sizes and data.world.frames must each list at least one choice.")
         for w, h in sizes:
@@ -240,4 +247,3 @@ def group_by_shape(samples: Sequence[VideoSample]) -> list[tuple[torch.Tensor, l
     for i, s in enumerate(samples):
         groups.setdefault(tuple(s.pixels.shape), []).append(i)
     return [(torch.stack([samples[i].pixels for i in idx]), idx) for idx in groups.values()]
-

@@ -8,7 +8,8 @@ sample is a pure function of its global index, so workers change speed, never co
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import torch
 
@@ -72,7 +73,13 @@ def load_batches(
 ) -> Iterator[LoadedBatch]:
     """Batches from ``state`` on, forever; batches whose samples all failed come back with ``data=None``."""
     plans = plan_batches(
-        source.cost, state, budget=budget, max_samples=max_samples, lookahead=lookahead, rank=rank, world_size=world_size
+        source.cost,
+        state,
+        budget=budget,
+        max_samples=max_samples,
+        lookahead=lookahead,
+        rank=rank,
+        world_size=world_size,
     )
     loader = torch.utils.data.DataLoader(
         _PlannedDataset(source, collate),

@@ -157,7 +157,7 @@ def load_object(directory: Path, stem: str) -> Any:
         raise CheckpointError(f"Checkpoint {directory} has no {path.name}; it was saved by a different task or config.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises several unrelated types for a damaged file
+    except Exception as e:  # noqa: BLE001 - torch.load raises many unrelated types for a damaged file
         raise CheckpointError(f"{path} could not be read: {e}.") from None
 
 

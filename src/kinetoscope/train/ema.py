@@ -41,7 +41,9 @@ class EMA:
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = sorted(set(self.shadow) - set(state))
         if missing:
-            raise CheckpointError(f"The checkpoint's EMA lacks {len(missing)} weights of this model (e.g. {missing[:3]}).")
+            raise CheckpointError(
+                f"The checkpoint's EMA lacks {len(missing)} weights of this model (e.g. {missing[:3]})."
+            )
         for k, v in self.shadow.items():
             full = state[k].to(device=v.device, dtype=v.dtype)
             if isinstance(v, DTensor):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,8 +112,10 @@ class Trainer:
         specs = self.task.optimizers(self.plain)
         self.optimizers = {name: self._adamw([self.plain[m] for m in spec.modules]) for name, spec in specs.items()}
         self.base_lrs = {name: cfg.optim.lr * spec.lr_scale for name, spec in specs.items()}
-        self.params = {name: [p for m in spec.modules for p in self.plain[m].parameters() if p.requires_grad]
-                       for name, spec in specs.items()}
+        self.params = {
+            name: [p for m in spec.modules for p in self.plain[m].parameters() if p.requires_grad]
+            for name, spec in specs.items()
+        }
         ema_modules = {n: m for n, m in self.plain.items() if n not in self.task.no_ema}
         self.ema = EMA(ema_modules, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay > 0 else None
 
@@ -191,7 +194,9 @@ class Trainer:
     def _load(self, directory: Path) -> int:
         state = ckpt.read_trainer_state(directory)
         if state.get("task") != self.config.task_kind:
-            raise CheckpointError(f"Checkpoint {directory} was saved by task {state.get('task')!r}, not {self.config.task_kind!r}.")
+            raise CheckpointError(
+                f"Checkpoint {directory} was saved by task {state.get('task')!r}, not {self.config.task_kind!r}."
+            )
         model_state = ckpt.load_tensors(directory, "model")
         optim_state = ckpt.load_object(directory, "optimizer")
         try:
@@ -236,7 +241,9 @@ class Trainer:
         window = _Window()
         shown: dict[str, float] = {}
         try:
-            with ProgressBar(cfg.steps - start, f"train {cfg.task_kind}", unit="step", disable=None if info.is_main else True) as bar:
+            with ProgressBar(
+                cfg.steps - start, f"train {cfg.task_kind}", unit="step", disable=None if info.is_main else True
+            ) as bar:
                 for step in range(start, cfg.steps):
                     stats = self._train_step(step, batches)
                     window.add(stats)
@@ -332,7 +339,14 @@ class Trainer:
                 f"(max_nan_streak={cfg.max_nan_streak}); lower optim.lr or check the data, the last good checkpoint is "
                 f"{latest if latest is not None else 'none (no checkpoint was written yet)'}."
             )
-        return {"finite": finite, "losses": losses_sum, "metrics": metrics_sum, "norms": norms, "samples": samples, "tokens": tokens}
+        return {
+            "finite": finite,
+            "losses": losses_sum,
+            "metrics": metrics_sum,
+            "norms": norms,
+            "samples": samples,
+            "tokens": tokens,
+        }
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -360,14 +374,16 @@ class Trainer:
             norms[name] = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
         return norms
 
-    def _metrics_row(self, step: int, window: "_Window") -> dict[str, Any]:
+    def _metrics_row(self, step: int, window: _Window) -> dict[str, Any]:
         """Averages over the logging window and over ranks, plus throughput and counters."""
         names = sorted(window.losses)
         metric_names = sorted(window.metrics)
         local = torch.tensor(
-            [window.mean_loss(n) for n in names] + [window.mean_metric(n) for n in metric_names]
+            [window.mean_loss(n) for n in names]
+            + [window.mean_metric(n) for n in metric_names]
             + [float(window.samples), float(window.tokens), float(self.skipped.count)],
-            dtype=torch.float64, device=self.device,
+            dtype=torch.float64,
+            device=self.device,
         )
         reduced = all_reduce_mean(local, self.info).tolist()
         elapsed = max(time.perf_counter() - window.started, 1e-9)
@@ -376,7 +392,7 @@ class Trainer:
         main = next(iter(self.optimizers))
         row: dict[str, Any] = {"loss": losses.pop(main, math.nan)}
         row.update({f"loss_{n}": v for n, v in losses.items()})
-        row.update(dict(zip(metric_names, reduced[len(names): len(names) + len(metric_names)])))
+        row.update(dict(zip(metric_names, reduced[len(names) : len(names) + len(metric_names)])))
         row["lr"] = self.optimizers[main].param_groups[0]["lr"]
         row["grad_norm"] = window.last_norm.get(main, math.nan)
         row["steps_per_s"] = window.steps / elapsed
@@ -398,7 +414,7 @@ class Trainer:
             models = self.task.build_models()
         for name, module in models.items():
             prefix = f"{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
             module.to(self.device).eval()
         return models
 
