@@ -311,12 +311,13 @@ def test_bad_scenes_and_specs_are_refused_with_one_sentence():
 
 
 # ---------------------------------------------------------------- command line
-def test_world_sample_cli_writes_clips_and_a_byte_identical_manifest(cli, tmp_path):
+def test_world_sample_cli_writes_clips_and_a_byte_identical_manifest(cli, tmp_path, monkeypatch):
     from kinetoscope.data import read_manifest
     from kinetoscope.io import probe
 
+    monkeypatch.chdir(tmp_path)
     args = ["world", "sample", "--scenario", "collision", "--n", "3", "--size", "48x32", "--frames", "9", "--fps", "10", "--seed", "5"]
-    code, out, err = cli(*args, "--out", tmp_path / "a")
+    code, out, err = cli(*args, "--out", "a")  # relative to the working directory
     assert code == 0, err
     assert "wrote 3 clips" in out
     code, _, err = cli(*args, "--out", tmp_path / "b")
@@ -336,6 +337,7 @@ def test_world_sample_cli_writes_clips_and_a_byte_identical_manifest(cli, tmp_pa
     assert code == 0, err
     first = (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()[0]
     assert (tmp_path / "c" / "manifest.jsonl").read_text() == first + "\n"
+    assert json.loads(first)["path"] == "clip_00000.mp4" and json.loads(first)["state_path"] == "clip_00000.json"
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,11 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
 
 
 def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) -> Path:
-    """Write ``entries`` atomically, one sorted-key JSON object a line; returns the path."""
+    """Write ``entries`` atomically, one sorted-key JSON object a line; returns the path.
+
+    Absolute paths inside the manifest's folder are written relative to it; a relative path
+    is written as it is, so it is taken as relative to the manifest's folder.
+    """
     path = Path(path)
     root = path.absolute().parent
     lines = [json.dumps(entry.to_json(root), sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n" for entry in entries]

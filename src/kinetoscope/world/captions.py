@@ -74,7 +74,7 @@ def short_caption(state: dict[str, Any]) -> str:
     kinds = {e["type"] for e in state["events"]}
     roles = {obj["role"]: obj for obj in objects}
     if "agent" in roles:
-        return f"{_indefinite(roles['agent'])} moved by a player's actions"
+        return f"a player moves {_indefinite(roles['agent'])}"
     if "brush" in roles:
         return f"{_indefinite(roles['brush'])} paints a trail"
     subject = _subject(objects)

@@ -14,7 +14,7 @@ from kinetoscope.world.scenarios import generate_scene
 from kinetoscope.world.truth import build_state
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Clip:
     """``frames`` uint8 ``(T, H, W, 3)``; ``state`` the ground truth (see :mod:`.truth`);
     ``caption`` the detailed caption (what models train on) and ``short_caption``."""

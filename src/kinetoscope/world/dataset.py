@@ -43,7 +43,7 @@ def write_world_dataset(
     if not (isinstance(n, int) and n >= 1):
         raise InvalidInputError(f"The number of clips must be at least 1, got {n!r}.", param="n")
     ClipSpec(width, height, frames, fps)  # validates before anything is written
-    out = Path(out)
+    out = Path(out).absolute()  # so the manifest writes media paths relative to itself
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     with ProgressBar(n, f"world {scenario}", unit="clip") as bar:

@@ -34,10 +34,16 @@ def render_state(state: dict[str, Any]) -> np.ndarray:
     camera = np.asarray(state["camera"]["offset"], dtype=np.float64).reshape(frames, 2)
     trail = _Trail(state["paint"], state["fps"], camera[0], width, height) if state["paint"] else None
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    # A still camera sees one backdrop: draw it once and copy it into every chunk.
+    still = bool(np.all(camera == camera[0]))
+    backdrop = _background(state["background"], camera[:1], width, height) if still else None
     step = max(1, CHUNK_PIXELS // (width * height))
     for start in range(0, frames, step):
         chunk = slice(start, min(frames, start + step))
-        canvas = _background(state["background"], camera[chunk], width, height)
+        if backdrop is not None:
+            canvas = np.repeat(backdrop, chunk.stop - chunk.start, axis=0)
+        else:
+            canvas = _background(state["background"], camera[chunk], width, height)
         if trail is not None:
             trail.draw(canvas, range(chunk.start, chunk.stop))
         for obj in state["objects"]:
@@ -103,14 +109,7 @@ def _draw_occluder(canvas: np.ndarray, occluder: dict[str, Any], camera: np.ndar
 
 
 def _background(background: dict[str, Any], camera: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Float32 ``(T, H, W, 3)`` background; drawn once when the camera does not move in the chunk."""
-    if np.all(camera == camera[0]):
-        one = _background_frames(background, camera[:1], width, height)
-        return np.repeat(one, len(camera), axis=0)
-    return _background_frames(background, camera, width, height)
-
-
-def _background_frames(background: dict[str, Any], camera: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float32 ``(T, H, W, 3)`` background seen from each camera offset ``(T, 2)``."""
     ppu = height / VIEW_HEIGHT
     colors = np.asarray(background["rgb"], dtype=np.float32)
     # World coordinates of pixel centres: (T, W) for columns, (T, H) for rows.
