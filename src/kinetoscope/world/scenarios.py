@@ -242,7 +242,9 @@ def _occlusion(rng: np.random.Generator, spec: ClipSpec) -> Scene:
         travel = occluder.x1 + r + 0.3 - start  # until fully out on the far side
         if direction < 0:
             start = 2 * centre - start
-        speed = min(travel / (plan * rng.uniform(0.6, 0.85)), (bar - 2 * r) * spec.fps / 1.5)
+        speed = travel / (plan * rng.uniform(0.6, 0.85))
+        if bar > 2 * r:  # slow enough to be seen fully hidden
+            speed = min(speed, (bar - 2 * r) * spec.fps / 1.5)
         y = _between(rng, k * lane + r, (k + 1) * lane - r)
         bodies.append(Body(_shape(rng), colors[k], r, (start, y), (direction * speed, 0.0)))
     return Scene(bodies=tuple(bodies), background=background, occluder=occluder)
