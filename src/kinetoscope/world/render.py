@@ -93,11 +93,13 @@ def _draw(canvas: np.ndarray, centres: np.ndarray, half: tuple[float, float], rg
     rows = top[:, None] + np.arange(win_h)
     dx = (cols + 0.5 - u[:, None]).astype(np.float32)[:, None, :]
     dy = (v[:, None] - rows - 0.5).astype(np.float32)[:, :, None]  # y up, like the world
-    alpha = np.clip(0.5 - distance(dx, dy), 0.0, 1.0)[..., None]
-    index = (frames[:, None, None], rows[:, :, None], cols[:, None, :])
-    region = canvas[index]
+    alpha = np.clip(0.5 - distance(dx, dy), 0.0, 1.0).reshape(-1, 1)
+    # Gather the windows' pixels as rows of the flat (pixels, 3) view: much faster than 3-D fancy indexing.
+    pixel = ((frames[:, None, None] * height + rows[:, :, None]) * width + cols[:, None, :]).ravel()
+    flat = canvas.reshape(-1, 3)  # a view: canvases are contiguous
+    region = np.take(flat, pixel, axis=0)
     region += alpha * (np.asarray(rgb, dtype=np.float32) - region)
-    canvas[index] = region
+    flat[pixel] = region
 
 
 def _draw_occluder(canvas: np.ndarray, occluder: dict[str, Any], camera: np.ndarray, height: int) -> None:
