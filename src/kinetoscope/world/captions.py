@@ -87,10 +87,9 @@ def short_caption(state: dict[str, Any]) -> str:
         return f"the camera pans across {subject}"
     if "bounce" in kinds:
         return f"{subject} {'bounce' if plural else 'bounces'}"
-    moving = [obj for obj in objects if _speed(obj) >= STILL_SPEED]
-    if state["world"]["gravity"] > 0 and objects:
+    if state["world"]["gravity"] > 0:
         return f"{subject} {'fall' if plural else 'falls'}"
-    if not moving:
+    if all(_speed(obj) < STILL_SPEED for obj in objects):
         return f"{subject} {'stand' if plural else 'stands'} still"
     if plural:
         return f"{subject} move"

@@ -141,6 +141,8 @@ class Scene:
     paint_width: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.bodies:
+            raise InvalidInputError("A scene needs at least one body.")
         unknown = sorted(set(self.walls) - set(WALLS))
         if unknown:
             raise InvalidInputError(f"Unknown wall(s) {', '.join(unknown)}; walls are {', '.join(WALLS)}.")
