@@ -20,14 +20,14 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw
 
-from kinetoscope.world import render_state, sample_clip, sample_state  # noqa: E402
-from kinetoscope.world.shapes import POLYGONS  # noqa: E402
+from kinetoscope.world import render_state, sample_clip, sample_state
+from kinetoscope.world.shapes import POLYGONS
 
 SCENARIOS = ("uniform", "collision", "billiards", "occlusion", "static", "bounce", "pan", "paint")
 #: Scenarios the Pillow competitor can draw (plain or gradient backgrounds, no paint trail, static camera).
@@ -54,7 +54,10 @@ def pil_render(state: dict) -> np.ndarray:
                 draw.polygon([(u + px * r, v - py * r) for px, py in POLYGONS[obj["shape"]]], fill=color)
         if state["occluder"]:
             o = state["occluder"]
-            draw.rectangle([o["x0"] * ppu, height * s - o["y1"] * ppu, o["x1"] * ppu, height * s - o["y0"] * ppu], fill=tuple(o["rgb"]))
+            draw.rectangle(
+                [o["x0"] * ppu, height * s - o["y1"] * ppu, o["x1"] * ppu, height * s - o["y0"] * ppu],
+                fill=tuple(o["rgb"]),
+            )
         frames[f] = np.asarray(image.resize((width, height), Image.BOX))
     return frames
 
@@ -98,20 +101,24 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    clip = dict(width=width, height=height, frames=args.frames, fps=10.0)
+    clip = {"width": width, "height": height, "frames": args.frames, "fps": 10.0}
 
     print(f"world render rate, {width}x{height}, {args.frames} frames a clip, one pinned core")
-    print(f"{'scenario':<10} {'objects':>7} {'draw fps':>10} {'clip fps':>10} {'PIL 4x fps':>11} {'draw / PIL':>11} {'mean |diff|':>12}")
+    print(
+        f"{'scenario':<10} {'objects':>7} {'draw fps':>10} {'clip fps':>10} {'PIL 4x fps':>11} {'draw / PIL':>11} {'mean |diff|':>12}"
+    )
     for name in SCENARIOS:
         seed = first_seed(name, clip, name in PIL_CAN_DRAW)
         state = sample_state(name, seed=seed, **clip)
-        draw = frames_per_second(lambda: render_state(state), args.frames, args.seconds)
-        whole = frames_per_second(lambda: sample_clip(name, seed=seed, **clip), args.frames, args.seconds)
+        draw = frames_per_second(lambda state=state: render_state(state), args.frames, args.seconds)
+        whole = frames_per_second(
+            lambda name=name, seed=seed: sample_clip(name, seed=seed, **clip), args.frames, args.seconds
+        )
         pil = ratio = diff = "-"
         if name in PIL_CAN_DRAW:
             ours, theirs = render_state(state).astype(np.float32), pil_render(state).astype(np.float32)
             diff = f"{np.abs(ours - theirs).mean():.2f}"
-            pil_fps = frames_per_second(lambda: pil_render(state), args.frames, args.seconds)
+            pil_fps = frames_per_second(lambda state=state: pil_render(state), args.frames, args.seconds)
             pil, ratio = f"{pil_fps:.0f}", f"{draw / pil_fps:.1f}x"
         print(f"{name:<10} {len(state['objects']):>7} {draw:>10.0f} {whole:>10.0f} {pil:>11} {ratio:>11} {diff:>12}")
 

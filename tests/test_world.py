@@ -1,5 +1,6 @@
 """The procedural world: determinism, physics invariants, visibility, rendering, captions and the CLI."""
 
+import itertools
 import json
 import math
 import re
@@ -8,7 +9,18 @@ import numpy as np
 import pytest
 
 from kinetoscope.errors import InvalidInputError
-from kinetoscope.world import SCENARIOS, Background, Body, Camera, ClipSpec, Occluder, Scene, build_state, render_clip, sample_clip
+from kinetoscope.world import (
+    SCENARIOS,
+    Background,
+    Body,
+    Camera,
+    ClipSpec,
+    Occluder,
+    Scene,
+    build_state,
+    render_clip,
+    sample_clip,
+)
 from kinetoscope.world.captions import describe
 from kinetoscope.world.scenarios import OOD_RADIUS, OOD_SPEED, generate_scene
 from kinetoscope.world.shapes import sample_points
@@ -226,7 +238,7 @@ def test_paint_trail_persists():
     masks = [colour_mask(frame, paint["rgb"], 30) for frame in clip.frames]
     brush = clip.state["objects"][paint["brush"]]
     rows, cols = np.indices(masks[0].shape)
-    for f, (before, after) in enumerate(zip(masks, masks[1:])):
+    for f, (before, after) in enumerate(itertools.pairwise(masks)):
         x, y = to_pixels(clip.state, brush["position"][f], f)
         head = np.hypot(cols + 0.5 - x, rows + 0.5 - y) < brush["radius"] * 6.4 + 1
         assert (after | ~before | head).all()  # nothing painted is ever erased (the brush head moves on)
@@ -247,7 +259,9 @@ def test_agent_positions_follow_its_actions_and_the_caption_says_them():
         assert len(state["actions"]) == 24
         assert np.allclose(np.diff(p, axis=0), step * speed / state["fps"], atol=1e-5)
         runs = re.search(r"The player's actions are: (.*?)\.", clip.caption).group(1)
-        spelled = [a for run in runs.split(", ") for a in [run.split(" for ")[0]] * int(run.split(" for ")[1].split()[0])]
+        spelled = [
+            a for run in runs.split(", ") for a in [run.split(" for ")[0]] * int(run.split(" for ")[1].split()[0])
+        ]
         assert spelled == state["actions"]
 
 
@@ -316,7 +330,22 @@ def test_world_sample_cli_writes_clips_and_a_byte_identical_manifest(cli, tmp_pa
     from kinetoscope.io import probe
 
     monkeypatch.chdir(tmp_path)
-    args = ["world", "sample", "--scenario", "collision", "--n", "3", "--size", "48x32", "--frames", "9", "--fps", "10", "--seed", "5"]
+    args = [
+        "world",
+        "sample",
+        "--scenario",
+        "collision",
+        "--n",
+        "3",
+        "--size",
+        "48x32",
+        "--frames",
+        "9",
+        "--fps",
+        "10",
+        "--seed",
+        "5",
+    ]
     code, out, err = cli(*args, "--out", "a")  # relative to the working directory
     assert code == 0, err
     assert "wrote 3 clips" in out
@@ -351,7 +380,7 @@ def test_world_sample_cli_writes_clips_and_a_byte_identical_manifest(cli, tmp_pa
     ],
 )
 def test_world_sample_cli_refuses_bad_arguments(cli, tmp_path, args, message):
-    code, out, err = cli("world", "sample", *args, "--out", tmp_path / "x")
+    code, _, err = cli("world", "sample", *args, "--out", tmp_path / "x")
     assert code == 2
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()

@@ -25,8 +25,9 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kinetoscope.errors import ConfigError
 from kinetoscope.files import atomic_write_text
@@ -85,10 +86,10 @@ class ManifestEntry:
         return data
 
     @classmethod
-    def from_json(cls, data: Any, root: Path) -> "ManifestEntry":
-        """Build from one parsed line; raises ``ValueError`` with the reason when it is not valid."""
+    def from_json(cls, data: Any, root: Path) -> ManifestEntry:
+        """Build from one parsed line; raises ``ValueError`` or ``TypeError`` with the reason when it is not valid."""
         if not isinstance(data, dict):
-            raise ValueError(f"a line must be a JSON object, got {type(data).__name__}")
+            raise TypeError(f"a line must be a JSON object, got {type(data).__name__}")
         for key in ("path", "caption"):
             if key not in data:
                 raise ValueError(f"the required field {key!r} is missing")
@@ -132,7 +133,7 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
                 entries.append(ManifestEntry.from_json(json.loads(line), root))
             except json.JSONDecodeError as e:
                 raise ConfigError(f"Manifest {path} line {number} is not valid JSON ({e.msg}).") from None
-            except (ValueError, ConfigError) as e:
+            except (ValueError, TypeError, ConfigError) as e:
                 raise ConfigError(f"Manifest {path} line {number} is not a valid entry: {e}.") from None
     return entries
 
@@ -145,7 +146,9 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) ->
     """
     path = Path(path)
     root = path.absolute().parent
-    lines = [json.dumps(entry.to_json(root), sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n" for entry in entries]
+    lines = [
+        json.dumps(entry.to_json(root), sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n" for entry in entries
+    ]
     atomic_write_text(path, "".join(lines))
     return path
 

@@ -58,14 +58,18 @@ def render_clip(
     return Clip(render_state(state), state, detailed, short)
 
 
-def sample_clip(scenario: str, *, seed: int, width: int = 128, height: int = 128, frames: int = 32, fps: float = 10.0) -> Clip:
+def sample_clip(
+    scenario: str, *, seed: int, width: int = 128, height: int = 128, frames: int = 32, fps: float = 10.0
+) -> Clip:
     """A random clip of a named scenario (see ``SCENARIOS``); the same seed gives the same clip."""
     state = sample_state(scenario, seed=seed, width=width, height=height, frames=frames, fps=fps)
     short, detailed = describe(state)
     return Clip(render_state(state), state, detailed, short)
 
 
-def sample_state(scenario: str, *, seed: int, width: int = 128, height: int = 128, frames: int = 32, fps: float = 10.0) -> dict[str, Any]:
+def sample_state(
+    scenario: str, *, seed: int, width: int = 128, height: int = 128, frames: int = 32, fps: float = 10.0
+) -> dict[str, Any]:
     """The ground truth of ``sample_clip(...)`` with the same arguments, without drawing a pixel.
 
     Cheap: for captions (``describe(state)``), statistics or evaluation. The frame size

@@ -39,7 +39,9 @@ def write_world_dataset(
     from kinetoscope.io import write_image, write_video
 
     if scenario not in SCENARIOS:
-        raise InvalidInputError(f"Unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}.", param="scenario")
+        raise InvalidInputError(
+            f"Unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}.", param="scenario"
+        )
     if not (isinstance(n, int) and n >= 1):
         raise InvalidInputError(f"The number of clips must be at least 1, got {n!r}.", param="n")
     ClipSpec(width, height, frames, fps)  # validates before anything is written
@@ -72,4 +74,3 @@ def write_world_dataset(
             )
             bar.advance()
     return write_manifest(out / MANIFEST_NAME, entries)
-

@@ -89,7 +89,9 @@ class Background:
         if self.kind not in BACKGROUNDS:
             raise InvalidInputError(f"Background {self.kind!r} is not one of {', '.join(BACKGROUNDS)}.")
         if len(self.colors) != wanted[self.kind]:
-            raise InvalidInputError(f"A {self.kind} background takes {wanted[self.kind]} colour(s), got {len(self.colors)}.")
+            raise InvalidInputError(
+                f"A {self.kind} background takes {wanted[self.kind]} colour(s), got {len(self.colors)}."
+            )
         for name in self.colors:
             _check_color(name, "Background")
         if self.tile <= 0:
@@ -183,7 +185,9 @@ class ClipSpec:
         for name in ("width", "height"):
             value = getattr(self, name)
             if not (isinstance(value, int) and MIN_SIZE <= value <= MAX_SIZE):
-                raise InvalidInputError(f"Frame {name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {value!r}.")
+                raise InvalidInputError(
+                    f"Frame {name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {value!r}."
+                )
         if not (isinstance(self.frames, int) and self.frames >= 1):
             raise InvalidInputError(f"Frame count must be a whole number of at least 1, got {self.frames!r}.")
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and 0 < self.fps <= 1000):

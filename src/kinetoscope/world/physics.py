@@ -182,7 +182,9 @@ def _resolve(event: tuple, p: np.ndarray, v: np.ndarray, mass: np.ndarray) -> np
     return v
 
 
-def agent_path(start: tuple[float, float], actions: tuple[str, ...], speed: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def agent_path(
+    start: tuple[float, float], actions: tuple[str, ...], speed: float, fps: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions and velocities ``(T, 2)`` of an agent: ``actions[f]`` moves it from frame f to f+1.
 
     The velocity at frame f is that of the step it is about to take (zero after the last one).

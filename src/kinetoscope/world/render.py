@@ -14,7 +14,8 @@ Rendering reads nothing but the state dict, so a saved state file can be re-rend
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,9 @@ def _background(background: dict[str, Any], camera: np.ndarray, width: int, heig
     return canvas
 
 
-def _draw_floor(canvas: np.ndarray, colors: np.ndarray, background: dict[str, Any], x: np.ndarray, y: np.ndarray, ppu: float) -> None:
+def _draw_floor(
+    canvas: np.ndarray, colors: np.ndarray, background: dict[str, Any], x: np.ndarray, y: np.ndarray, ppu: float
+) -> None:
     """Sky above ``floor_height``, a checkerboard below, both edges anti-aliased.
 
     With ``below`` the floor's coverage of a row and ``fx``, ``fy`` the filtered square waves

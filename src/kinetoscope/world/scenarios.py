@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -79,7 +79,9 @@ def _background(rng: np.random.Generator, kinds: tuple[str, ...] = ("plain", "gr
         return Background("gradient", tuple(_colors(rng, 2, BACKGROUND_COLORS)))
     sky = _colors(rng, 1, BACKGROUND_COLORS)[0]
     tiles = tuple(_colors(rng, 2, FLOOR_COLORS))
-    return Background("floor", (sky, *tiles), floor_height=float(rng.uniform(1.0, 2.0)), tile=float(rng.uniform(0.8, 1.5)))
+    return Background(
+        "floor", (sky, *tiles), floor_height=float(rng.uniform(1.0, 2.0)), tile=float(rng.uniform(0.8, 1.5))
+    )
 
 
 def _floor_y(background: Background) -> float:
@@ -256,8 +258,16 @@ def _pan(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     floor = _floor_y(background)
     width = spec.view_width * float(rng.uniform(2.0, 3.0))
     radii = [float(rng.uniform(0.5, 1.3)) for _ in range(int(rng.integers(3, 7)))]
-    bodies = tuple(_still_bodies(rng, _place(rng, radii, (0.0, width, floor, VIEW_HEIGHT)))) or _fallback_body(rng, spec, floor)
-    return Scene(bodies=bodies, floor_y=floor, scene_width=width, background=background, camera=Camera(pan=width - spec.view_width))
+    bodies = tuple(_still_bodies(rng, _place(rng, radii, (0.0, width, floor, VIEW_HEIGHT)))) or _fallback_body(
+        rng, spec, floor
+    )
+    return Scene(
+        bodies=bodies,
+        floor_y=floor,
+        scene_width=width,
+        background=background,
+        camera=Camera(pan=width - spec.view_width),
+    )
 
 
 def _paint(rng: np.random.Generator, spec: ClipSpec) -> Scene:
@@ -291,7 +301,11 @@ def _agent(rng: np.random.Generator, spec: ClipSpec) -> Scene:
 
 
 def _action_sequence(
-    rng: np.random.Generator, steps: int, start: tuple[float, float], step: float, bounds: tuple[float, float, float, float]
+    rng: np.random.Generator,
+    steps: int,
+    start: tuple[float, float],
+    step: float,
+    bounds: tuple[float, float, float, float],
 ) -> tuple[str, ...]:
     """Runs of 2-6 repeated actions; a step that would leave ``bounds`` becomes "stay"."""
     names = list(ACTIONS)
@@ -333,7 +347,9 @@ def _build_registry() -> dict[str, Scenario]:
         registry[name] = Scenario(name, f"{text} (radius 0.7-1.5, speed 1-4)", factory(False))
     for name, (text, factory) in _PRESETS.items():
         registry[f"{name}-ood"] = Scenario(
-            f"{name}-ood", f"{text}, out of distribution (radius 0.3-0.6 or 1.5-2.0, speed 0-0.8 or 4.5-6.0)", factory(True)
+            f"{name}-ood",
+            f"{text}, out of distribution (radius 0.3-0.6 or 1.5-2.0, speed 0-0.8 or 4.5-6.0)",
+            factory(True),
         )
     for name, (text, generate) in _VARIETY.items():
         registry[name] = Scenario(name, text, generate)
@@ -343,7 +359,9 @@ def _build_registry() -> dict[str, Scenario]:
 SCENARIOS: dict[str, Scenario] = _build_registry()
 #: What ``mixed`` picks from: every in-distribution scenario.
 MIXED = tuple(name for name in SCENARIOS if not name.endswith("-ood"))
-SCENARIOS["mixed"] = Scenario("mixed", f"a random pick among {', '.join(MIXED)}", lambda rng, spec: _mixed(rng, spec)[1])
+SCENARIOS["mixed"] = Scenario(
+    "mixed", f"a random pick among {', '.join(MIXED)}", lambda rng, spec: _mixed(rng, spec)[1]
+)
 
 
 def _mixed(rng: np.random.Generator, spec: ClipSpec) -> tuple[str, Scene]:

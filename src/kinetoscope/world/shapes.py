@@ -74,7 +74,7 @@ def signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -
     return polygon_distance(dx, dy, POLYGONS[shape] * float(radius))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample_points(shape: str) -> tuple[np.ndarray, np.ndarray]:
     """``(interior, outline)`` points of the unit shape.
 

@@ -112,7 +112,9 @@ def build_state(scene: Scene, spec: ClipSpec, *, scenario: str = "custom", seed:
     }
 
 
-def visibility(scene: Scene, positions: np.ndarray, camera: np.ndarray, view_width: float) -> tuple[list[list[str]], np.ndarray]:
+def visibility(
+    scene: Scene, positions: np.ndarray, camera: np.ndarray, view_width: float
+) -> tuple[list[list[str]], np.ndarray]:
     """Per object the visibility label of each frame, and ``(T, N)`` visible fractions."""
     frames, count = positions.shape[:2]
     fractions = np.zeros((frames, count))
@@ -171,7 +173,14 @@ def _occluder(scene: Scene) -> dict[str, Any] | None:
     o = scene.occluder
     if o is None:
         return None
-    return {"color": o.color, "rgb": list(COLORS[o.color]), "x0": _round(o.x0), "x1": _round(o.x1), "y0": _round(o.y0), "y1": _round(o.y1)}
+    return {
+        "color": o.color,
+        "rgb": list(COLORS[o.color]),
+        "x0": _round(o.x0),
+        "x1": _round(o.x1),
+        "y0": _round(o.y0),
+        "y1": _round(o.y1),
+    }
 
 
 def _paint(scene: Scene, trajectory: Trajectory, times: np.ndarray) -> dict[str, Any] | None:
