@@ -376,7 +376,7 @@ class Trainer:
 
     def _metrics_row(self, step: int, window: _Window) -> dict[str, Any]:
         """Averages over the logging window and over ranks, plus throughput and counters."""
-        names = sorted(window.losses)
+        names = list(self.optimizers)  # every optimizer, also one not active yet (a discriminator)
         metric_names = sorted(window.metrics)
         local = torch.tensor(
             [window.mean_loss(n) for n in names]
@@ -434,16 +434,15 @@ class Trainer:
 
 
 class _Window:
-    """Running sums between two log lines."""
+    """What happened between two log lines."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.steps = 0
-        self.finite_steps = 0
         self.samples = 0
         self.tokens = 0
-        self.losses: dict[str, float] = {}
-        self.metrics: dict[str, float] = {}
+        self.losses: dict[str, list[float]] = {}
+        self.metrics: dict[str, list[float]] = {}
         self.last_norm: dict[str, float] = {}
 
     def add(self, stats: dict[str, Any]) -> None:
@@ -451,15 +450,16 @@ class _Window:
         self.samples += stats["samples"]
         self.tokens += stats["tokens"]
         if stats["finite"]:
-            self.finite_steps += 1
             for k, v in stats["losses"].items():
-                self.losses[k] = self.losses.get(k, 0.0) + v
+                self.losses.setdefault(k, []).append(v)
             for k, v in stats["metrics"].items():
-                self.metrics[k] = self.metrics.get(k, 0.0) + v
+                self.metrics.setdefault(k, []).append(v)
             self.last_norm = stats["norms"]
 
     def mean_loss(self, name: str) -> float:
-        return self.losses[name] / self.finite_steps
+        """Mean over the steps that computed it (nan if none did: all skipped, or not active yet)."""
+        values = self.losses.get(name)
+        return math.fsum(values) / len(values) if values else math.nan
 
     def mean_metric(self, name: str) -> float:
-        return self.metrics[name] / self.finite_steps
+        return math.fsum(self.metrics[name]) / len(self.metrics[name])

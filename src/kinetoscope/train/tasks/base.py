@@ -39,6 +39,21 @@ class LossOutput:
     tokens: int = 0
 
 
+class ShapeGroups(nn.Module):
+    """Run a module once per group of same-shaped inputs, inside ONE forward call.
+
+    Native-size batches hold several shapes; DDP and FSDP2 expect one forward per backward,
+    so the groups go through this wrapper's single ``forward``. ``module`` is the real model.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, inputs: list[torch.Tensor], **kwargs: Any) -> list[Any]:
+        return [self.module(x, **kwargs) for x in inputs]
+
+
 @dataclasses.dataclass
 class StepContext:
     step: int
