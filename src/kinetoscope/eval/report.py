@@ -1,0 +1,137 @@
+"""Write evaluation results: ``results.json``, a Markdown ``report.md`` and its PNG pictures.
+
+Pictures are drawn with PIL (no plotting library): for each suite's first clips, the true
+versus detected trajectories over the clip's first frame, and a strip of frames with the
+ground truth's render under the scored video.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from kinetoscope.eval.detect import Detection, match_objects
+from kinetoscope.eval.metrics import THRESHOLDS, json_ready
+from kinetoscope.eval.suites import SuiteResult
+from kinetoscope.files import atomic_write_text
+from kinetoscope.world import render_state
+from kinetoscope.world.vocabulary import COLORS, VIEW_HEIGHT
+
+#: Pictures are drawn this many times larger than the clip, so thin lines stay readable.
+SCALE = 3
+STRIP_FRAMES = 8
+_LABEL = (40, 40, 40)
+
+
+def write_report(out: str | Path, results: list[SuiteResult], *, title: str, command: str) -> Path:
+    """Write ``results.json``, ``report.md`` and ``pictures/*.png`` into ``out``; returns the report's path."""
+    out = Path(out)
+    pictures = out / "pictures"
+    pictures.mkdir(parents=True, exist_ok=True)
+    data = {"title": title, "command": command, "thresholds": THRESHOLDS, "suites": {r.suite.name: r.to_dict() for r in results}}
+    atomic_write_text(out / "results.json", json.dumps(json_ready(data), indent=1, sort_keys=True) + "\n")
+    lines = [f"# {title}", "", f"`{command}`", "", "| suite | metric | mean | median | pass rate | clips |", "|---|---|---|---|---|---|"]
+    for result in results:
+        for metric, row in result.summary().items():
+            lines.append(
+                f"| {result.suite.name} | {metric} | {_number(row['mean'])} {row['unit'] or ''} | {_number(row['median'])} "
+                f"| {_percent(row['pass_rate'])} | {row['clips']} of {row['of']} |"
+            )
+    lines += ["", "A metric passes a clip by the thresholds in `results.json` (a few times its floor on ground truth)."]
+    for result in results:
+        lines += _suite_section(result, pictures)
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _suite_section(result: SuiteResult, pictures: Path) -> list[str]:
+    suite = result.suite
+    lines = ["", f"## {suite.name}", "", f"{suite.description}. Given frames: {suite.given}.", ""]
+    lines += ["| clip | " + " | ".join(suite.metrics) + " |", "|---" * (len(suite.metrics) + 1) + "|"]
+    for clip in result.clips:
+        cells = [_cell(clip.metrics.get(name)) for name in suite.metrics]
+        lines.append(f"| {clip.name} | " + " | ".join(cells) + " |")
+    for index, clip in enumerate(c for c in result.clips if c.frames is not None):
+        stem = f"{suite.name}_{index}"
+        lines += ["", f"### {clip.name}", "", f"> {clip.prompt}", ""]
+        draw_trajectories(clip.frames, clip.detections or [], clip.state).save(pictures / f"{stem}_trajectories.png")
+        draw_strip(clip.frames, clip.state).save(pictures / f"{stem}_frames.png")
+        lines += [
+            f"![true and detected trajectories of {clip.name}](pictures/{stem}_trajectories.png)",
+            "",
+            f"![frames of {clip.name}](pictures/{stem}_frames.png)",
+        ]
+        failed = [f"{name}: {r.over}" for name, r in clip.metrics.items() if r.passed is False]
+        if failed:
+            lines += ["", "Failed: " + "; ".join(failed) + "."]
+    return lines
+
+
+def _cell(result: Any) -> str:
+    if result is None or result.value is None:
+        return "–"
+    mark = "" if result.passed is None else (" ✓" if result.passed else " ✗")
+    return f"{_number(result.value)}{mark}"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+# ---------------------------------------------------------------- pictures
+def draw_trajectories(frames: np.ndarray, detections: list[list[Detection]], state: dict[str, Any] | None) -> Image.Image:
+    """The first frame, faded, with each object's true path (thin dark line) and detected centres (dots in its colour)."""
+    height, width = frames.shape[1:3]
+    faded = (255 - (255 - frames[0].astype(np.float32)) * 0.35).astype(np.uint8)
+    image = Image.fromarray(faded).resize((width * SCALE, height * SCALE), Image.NEAREST)
+    draw = ImageDraw.Draw(image)
+    if state is not None:
+        matches = match_objects(detections, state)
+        for i, obj in enumerate(state["objects"]):
+            draw.line([_to_pixel(p, state, t) for t, p in enumerate(obj["position"])], fill=_LABEL, width=1)
+            for detection in (row[i] for row in matches):
+                if detection is not None:
+                    _dot(draw, detection.center, COLORS[obj["color"]])
+    else:
+        for detection in (d for found in detections for d in found):
+            _dot(draw, detection.center, COLORS[detection.color])
+    draw.text((4, 2), "line: ground truth   dots: detected", fill=_LABEL)
+    return image
+
+
+def draw_strip(frames: np.ndarray, state: dict[str, Any] | None) -> Image.Image:
+    """Evenly spaced frames in a row; the ground truth's render in a second row when there is a state."""
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int))
+    rows = [("scored", frames[picks])]
+    if state is not None:
+        rows.append(("ground truth", render_state(state)[picks]))
+    height, width = frames.shape[1:3]
+    label = 14
+    strip = Image.new("RGB", (len(picks) * (width + 2), len(rows) * (height + label)), "white")
+    draw = ImageDraw.Draw(strip)
+    for r, (name, images) in enumerate(rows):
+        top = r * (height + label)
+        for k, (frame_index, frame) in enumerate(zip(picks, images)):
+            strip.paste(Image.fromarray(frame), (k * (width + 2), top + label))
+            draw.text((k * (width + 2) + 2, top + 1), f"{name} {frame_index}" if k == 0 else str(frame_index), fill=_LABEL)
+    return strip
+
+
+def _to_pixel(position: list[float], state: dict[str, Any], frame: int) -> tuple[float, float]:
+    ppu = state["height"] / VIEW_HEIGHT
+    cam_x, cam_y = state["camera"]["offset"][frame]
+    return (position[0] - cam_x) * ppu * SCALE, (state["height"] - (position[1] - cam_y) * ppu) * SCALE
+
+
+def _dot(draw: ImageDraw.ImageDraw, center: tuple[float, float], rgb: tuple[int, int, int]) -> None:
+    x, y = center[0] * SCALE, center[1] * SCALE
+    draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=tuple(rgb), outline=_LABEL)
