@@ -1,0 +1,324 @@
+"""From a validated request to a queued job: check values against the model, stage input files, enqueue.
+
+Every check that can fail happens here, before anything is queued, so a bad request gets a
+4xx at once instead of a job that fails later. A job's ``params`` are exactly the keyword
+arguments of ``Pipeline.__call__`` (input files by their name in the job's input folder).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from fastapi import UploadFile
+
+from kinetoscope.errors import InvalidInputError, MediaError
+from kinetoscope.io import is_video_path, probe, read_image, read_video, write_image
+from kinetoscope.serve.capabilities import Capabilities
+from kinetoscope.serve.errors import ConflictError, NotFoundError, QueueFullError
+from kinetoscope.serve.schemas import (
+    ConnectRequest,
+    CreateRequest,
+    EditRequest,
+    ExtendRequest,
+    ImageReference,
+    RemixRequest,
+    VideoReference,
+    _Generation,
+)
+from kinetoscope.serve.store import Files, Job, NewJob, QueueFull, Store, is_valid_id, new_id
+from kinetoscope.serve.worker import Worker
+
+#: Model names of OpenAI's API that programs written for it send; they mean "the model served here".
+OPENAI_MODEL_PREFIX = "sora-"
+
+Variant = Literal["video", "thumbnail", "spritesheet"]
+VARIANTS: dict[str, tuple[str, str]] = {
+    "video": (Files.VIDEO, "video/mp4"),
+    "thumbnail": (Files.THUMBNAIL, "image/webp"),
+    "spritesheet": (Files.SPRITESHEET, "image/jpeg"),
+}
+
+
+@dataclasses.dataclass
+class Settings:
+    """How the service runs; ``kinetoscope serve`` sets these from its options."""
+
+    #: Outputs, uploads and (by default) the job database live here.
+    data_dir: Path
+    #: The SQLite job database; default ``data_dir/jobs.sqlite3``.
+    database: Path | None = None
+    #: When set, every /v1 request must carry ``Authorization: Bearer <api_key>``.
+    api_key: str | None = None
+    max_prompt_chars: int = 4000
+    #: The most bytes one request may carry (uploads included).
+    max_upload_bytes: int = 64 * 2**20
+    #: Jobs queued or running at once; one more is refused with 429.
+    max_queue: int = 256
+    #: A job the server crashed in this many times is failed instead of run again.
+    max_attempts: int = 2
+    #: Sent as ``openai-poll-after-ms`` while a job runs (the SDK's ``create_and_poll`` honours it).
+    poll_after_ms: int = 1000
+    #: How far a remix or edit departs from its source when the request does not say (0 to 1).
+    edit_strength: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.database = Path(self.database) if self.database else self.data_dir / "jobs.sqlite3"
+
+
+class VideoService:
+    """The job queue behind the HTTP routes."""
+
+    def __init__(self, pipeline: Any, settings: Settings):
+        self.settings = settings
+        self.capabilities = Capabilities.from_pipeline(pipeline)
+        self.store = Store(settings.database)
+        self.files = Files(settings.data_dir)
+        self.worker = Worker(self.store, pipeline, self.files, max_attempts=settings.max_attempts)
+
+    # ---------------------------------------------------------------- reading
+    def get(self, video_id: str, param: str = "video_id") -> Job:
+        job = self.store.get(video_id) if is_valid_id(video_id) else None
+        if job is None:
+            raise NotFoundError(f"No video with id {video_id!r} exists here.", param=param)
+        return job
+
+    def list(self, *, after: str | None, limit: int, order: Literal["asc", "desc"]) -> tuple[list[Job], bool]:
+        if after is not None:
+            self.get(after, param="after")
+        return self.store.list(after=after, limit=limit, order=order)
+
+    def content(self, video_id: str, variant: Variant) -> tuple[Path, str]:
+        """The file of a finished video's ``variant`` and its media type."""
+        self._completed(video_id, "video_id")
+        name, media_type = VARIANTS[variant]
+        path = self.files.outputs(video_id) / name
+        if not path.is_file():
+            raise NotFoundError(f"The {variant} of video {video_id} is missing from the server's data.", param="variant")
+        return path, media_type
+
+    def delete(self, video_id: str) -> None:
+        job = self.get(video_id)
+        removed = self.store.delete(video_id)
+        if removed is None:
+            raise NotFoundError(f"No video with id {video_id!r} exists here.", param="video_id")
+        if removed.status == "in_progress":
+            raise ConflictError(f"Video {job.id} is being generated; delete it once it has finished.", param="video_id")
+        self.files.remove(video_id)
+
+    # ---------------------------------------------------------------- creating
+    def create(self, request: CreateRequest) -> Job:
+        """Text to video, or image to video when ``input_reference`` is given."""
+        caps = self.capabilities
+        prompt = self._prompt(request.prompt)
+        self._model(request.model)
+        width, height = caps.parse_size(request.size if request.size is not None else caps.default_size)
+        seconds = caps.parse_seconds(request.seconds if request.seconds is not None else caps.default_seconds)
+        num_frames = caps.num_frames(seconds)
+        params = self._common(request) | {
+            "width": width, "height": height, "num_frames": num_frames, "fps": caps.fps, "loop": request.loop
+        }
+        kind = "generate"
+        video_id = new_id()
+        with self._staging(video_id) as folder:
+            if request.input_reference is not None:
+                if not -num_frames <= request.image_frame < num_frames:
+                    raise InvalidInputError(
+                        f"image_frame {request.image_frame} is outside the {num_frames} frames of this video; "
+                        f"use 0 to {num_frames - 1}, or -1 for the last frame.",
+                        param="image_frame",
+                    )
+                params |= {"image": self._stage_image(request.input_reference, folder), "image_frame": request.image_frame}
+                kind = "animate"
+            job = NewJob(kind, caps.model, f"{seconds:g}", f"{width}x{height}", prompt, params)
+            return self._submit(video_id, job)
+
+    def remix(self, source_id: str, request: RemixRequest) -> Job:
+        """The finished video ``source_id`` edited with a new prompt."""
+        source = self._completed(source_id, "video_id")
+        prompt = self._prompt(request.prompt)
+        video_id = new_id()
+        with self._staging(video_id) as folder:
+            video = self._stage_video(VideoReference(id=source.id), folder, "video", "video_id")
+            params = self._common(request) | {"video": video, "strength": self._strength(request)}
+            job = NewJob("remix", self.capabilities.model, source.seconds, source.size, prompt, params, source.id)
+            return self._submit(video_id, job)
+
+    def edit(self, request: EditRequest) -> Job:
+        prompt = self._prompt(request.prompt)
+        video_id = new_id()
+        with self._staging(video_id) as folder:
+            video = self._stage_video(request.video, folder, "video", "video")
+            info = probe(folder / video)
+            if info.num_frames > self.capabilities.max_frames:
+                raise InvalidInputError(
+                    f"video has {info.num_frames} frames; this model edits at most {self.capabilities.max_frames} "
+                    f"({self.capabilities.max_seconds:g} s at {self.capabilities.fps:g} fps).",
+                    param="video",
+                )
+            params = self._common(request) | {"video": video, "strength": self._strength(request)}
+            job = NewJob("edit", self.capabilities.model, _seconds(info.duration), f"{info.width}x{info.height}", prompt,
+                         params)
+            return self._submit(video_id, job)
+
+    def extend(self, request: ExtendRequest) -> Job:
+        prompt = self._prompt(request.prompt)
+        seconds = self.capabilities.parse_seconds(request.seconds)
+        video_id = new_id()
+        with self._staging(video_id) as folder:
+            video = self._stage_video(request.video, folder, "video", "video")
+            info = probe(folder / video)
+            params = self._common(request) | {"video": video, "direction": request.direction, "seconds": seconds}
+            total = _seconds(info.duration + seconds)  # OpenAI reports an extension's stitched length
+            job = NewJob("extend", self.capabilities.model, total, f"{info.width}x{info.height}", prompt, params)
+            return self._submit(video_id, job)
+
+    def connect(self, request: ConnectRequest) -> Job:
+        prompt = self._prompt(request.prompt)
+        seconds = self.capabilities.parse_seconds(request.seconds)
+        video_id = new_id()
+        with self._staging(video_id) as folder:
+            first = self._stage_video(request.video, folder, "video", "video")
+            second = self._stage_video(request.video_b, folder, "video_b", "video_b")
+            a, b = probe(folder / first), probe(folder / second)
+            if (a.width, a.height) != (b.width, b.height):
+                raise InvalidInputError(
+                    f"video_b is {b.width}x{b.height} but video is {a.width}x{a.height}; connect videos of one size.",
+                    param="video_b",
+                )
+            params = self._common(request) | {"video": first, "video_b": second, "seconds": seconds}
+            job = NewJob("connect", self.capabilities.model, _seconds(seconds), f"{a.width}x{a.height}", prompt, params)
+            return self._submit(video_id, job)
+
+    # ---------------------------------------------------------------- checks
+    def _prompt(self, prompt: str) -> str:
+        if not prompt.strip():
+            raise InvalidInputError("prompt is empty; describe the video to make.", param="prompt")
+        limit = self.settings.max_prompt_chars
+        if len(prompt) > limit:
+            raise InvalidInputError(f"prompt has {len(prompt)} characters; the limit is {limit}.", param="prompt")
+        return prompt
+
+    def _model(self, model: str | None) -> None:
+        served = self.capabilities.model
+        if model is not None and model != served and not model.startswith(OPENAI_MODEL_PREFIX):
+            raise InvalidInputError(
+                f"model {model!r} is not served here; this server runs {served!r} "
+                f"(OpenAI's names such as 'sora-2' are accepted and mean it too).",
+                param="model",
+            )
+
+    def _strength(self, request: RemixRequest) -> float:
+        return request.strength if request.strength is not None else self.settings.edit_strength
+
+    def _common(self, request: _Generation) -> dict[str, Any]:
+        """Pipeline arguments every mode shares; a seed is always drawn so that a re-run makes the same video."""
+        params: dict[str, Any] = {"prompt": request.prompt, "seed": request.seed}
+        if params["seed"] is None:
+            params["seed"] = secrets.randbelow(2**31)
+        for name in ("negative_prompt", "steps", "guidance"):
+            if getattr(request, name) is not None:
+                params[name] = getattr(request, name)
+        return params
+
+    def _completed(self, video_id: str, param: str) -> Job:
+        job = self.get(video_id, param)
+        if job.status != "completed":
+            raise ConflictError(f"Video {video_id} is {job.status}, not completed.", param=param)
+        return job
+
+    # ---------------------------------------------------------------- inputs and queue
+    @contextlib.contextmanager
+    def _staging(self, video_id: str) -> Iterator[Path]:
+        """The job's input folder; removed again if the request fails before the job is queued."""
+        if self.store.count("queued", "in_progress") >= self.settings.max_queue:
+            raise self._queue_full()  # cheap early refusal; _submit checks again atomically
+        folder = self.files.inputs(video_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _submit(self, video_id: str, job: NewJob) -> Job:
+        try:
+            queued = self.store.add(job, video_id=video_id, max_queue=self.settings.max_queue)
+        except QueueFull:
+            raise self._queue_full() from None
+        self.worker.wake()
+        return queued
+
+    def _queue_full(self) -> QueueFullError:
+        return QueueFullError(
+            f"The queue is full ({self.settings.max_queue} videos waiting or running); try again once some finish."
+        )
+
+    def _stage_image(self, reference: UploadFile | ImageReference, folder: Path) -> str:
+        """Save ``input_reference`` as ``image.png`` in the job's folder (decoded once here, so bad files fail now)."""
+        raw = folder / "image.upload"
+        if isinstance(reference, ImageReference):
+            raw.write_bytes(_data_url_bytes(reference))
+        else:
+            _save_upload(reference, raw)
+        try:
+            image = read_image(raw)
+        except MediaError:
+            raise MediaError("input_reference is not a PNG, JPEG or WebP image that can be read.", param="input_reference") from None
+        write_image(folder / "image.png", image)
+        raw.unlink()
+        return "image.png"
+
+    def _stage_video(self, given: UploadFile | VideoReference, folder: Path, name: str, param: str) -> str:
+        """Copy a finished video (by id) or save an upload into the job's folder; check it decodes and its size."""
+        if isinstance(given, VideoReference):
+            source = self._completed(given.id, param)
+            filename = f"{name}.mp4"
+            shutil.copyfile(self.files.outputs(source.id) / Files.VIDEO, folder / filename)
+        else:
+            suffix = Path(given.filename or "").suffix.lower()
+            filename = name + (suffix if is_video_path(f"x{suffix}") else ".mp4")
+            _save_upload(given, folder / filename)
+        try:
+            first = read_video(folder / filename, max_frames=1)
+        except MediaError:
+            raise MediaError(f"{param} is not a video that can be read (mp4, webm, mov, gif or webp).", param=param) from None
+        self.capabilities.parse_size(f"{first.width}x{first.height}", param=param)
+        return filename
+
+
+def _save_upload(upload: UploadFile, path: Path) -> None:
+    upload.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(upload.file, out)
+
+
+def _data_url_bytes(reference: ImageReference) -> bytes:
+    if reference.file_id is not None:
+        raise InvalidInputError(
+            "input_reference.file_id is not supported here; upload the image, or send image_url as a data: URL.",
+            param="input_reference",
+        )
+    url = reference.image_url or ""
+    header, comma, payload = url.partition(",")
+    if not (url.startswith("data:") and comma and header.endswith(";base64")):
+        raise InvalidInputError(
+            "input_reference.image_url must be a base64 data: URL such as 'data:image/png;base64,...'; "
+            "this server fetches nothing from the network.",
+            param="input_reference",
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise InvalidInputError("input_reference.image_url holds invalid base64.", param="input_reference") from None
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g}"

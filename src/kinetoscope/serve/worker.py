@@ -1,0 +1,107 @@
+"""One worker thread that runs queued jobs in submission order through the pipeline.
+
+A job's ``params`` are the pipeline's keyword arguments, with input files named relative to
+the job's input folder, so a job can be run again after a restart from its row alone.
+Stopping the server interrupts the running job at its next progress step and puts it back
+in the queue; a crash leaves it ``in_progress``, which :meth:`Store.recover` sorts out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from kinetoscope.errors import KinetoscopeError
+from kinetoscope.files import atomic_directory
+from kinetoscope.serve.errors import error_body
+from kinetoscope.serve.media import write_previews
+from kinetoscope.serve.store import Files, Job, Store
+
+log = logging.getLogger("kinetoscope.serve")
+
+#: Job parameters that name a file in the job's input folder.
+INPUT_FILES = ("image", "video", "video_b")
+
+
+class _Stopped(Exception):
+    """Raised from the progress callback to abandon a job when the server stops."""
+
+
+class Worker:
+    def __init__(self, store: Store, pipeline: Callable[..., Any], files: Files, *, max_attempts: int = 2):
+        self.store = store
+        self.pipeline = pipeline
+        self.files = files
+        self.max_attempts = max_attempts
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kinetoscope-worker", daemon=True)
+
+    def start(self) -> None:
+        retried, failed = self.store.recover(max_attempts=self.max_attempts)
+        if retried or failed:
+            log.warning("after a restart: %d interrupted jobs queued again, %d failed", len(retried), len(failed))
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued: stop idling."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        log.info("running %s (%s)", job.id, job.kind)
+        try:
+            result = self.pipeline(**self._arguments(job), progress=self._progress(job.id))
+            with atomic_directory(self.files.outputs(job.id)) as folder:
+                result.save(folder / Files.VIDEO)
+                write_previews(folder, result.frames, thumbnail_name=Files.THUMBNAIL, spritesheet_name=Files.SPRITESHEET)
+        except _Stopped:
+            self.store.requeue(job.id)
+            log.info("stopped during %s; it is queued again", job.id)
+        except KinetoscopeError as e:
+            self.store.fail(job.id, error_body(e))
+            log.info("%s failed: %s", job.id, e)
+        except Exception as e:  # a bug or an exhausted machine: the job fails, the worker lives on
+            log.exception("%s failed", job.id)
+            self.store.fail(job.id, {
+                "code": "generation_failed",
+                "message": f"generation failed with {type(e).__name__}: {e}",
+                "param": None,
+                "type": "server_error",
+            })
+        else:
+            self.store.complete(job.id)
+            log.info("completed %s", job.id)
+
+    def _arguments(self, job: Job) -> dict[str, Any]:
+        inputs = self.files.inputs(job.id)
+        return {k: str(inputs / v) if k in INPUT_FILES else v for k, v in job.params.items()}
+
+    def _progress(self, video_id: str) -> Callable[[int, int], None]:
+        last = -1
+
+        def report(step: int, total: int) -> None:
+            nonlocal last
+            if self._stopping.is_set():
+                raise _Stopped
+            percent = min(99, 100 * step // max(total, 1))  # 100 only once the files are written
+            if percent != last:
+                self.store.set_progress(video_id, percent)
+                last = percent
+
+        return report
