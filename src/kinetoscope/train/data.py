@@ -18,11 +18,11 @@ def video_source(config: TrainConfig, shape: ShapeRule, cost: CostFn) -> SampleS
     d = config.data
     if d.source == "world":
         w = d.world
-        return WorldSource(
-            config.seed, shape, cost, scenarios=w.scenarios, sizes=w.sizes, frames=w.frames, fps=w.fps
-        )
+        return WorldSource(config.seed, shape, cost, scenarios=w.scenarios, sizes=w.sizes, frames=w.frames, fps=w.fps)
     if d.source == "manifest":
         if not d.manifest:
             raise ConfigError("data.source is manifest but data.manifest names no file; set data.manifest=PATH.")
         return ManifestSource(d.manifest, config.seed, shape, cost)
-    raise ConfigError(f"Task {config.task_kind!r} trains on videos: set data.source to world or manifest, not {d.source!r}.")
+    raise ConfigError(
+        f"Task {config.task_kind!r} trains on videos: set data.source to world or manifest, not {d.source!r}."
+    )

@@ -119,7 +119,7 @@ class Trainer:
         ema_modules = {n: m for n, m in self.plain.items() if n not in self.task.no_ema}
         self.ema = EMA(ema_modules, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay > 0 else None
 
-        self.generator = torch.Generator(self.device)
+        self.generator = torch.Generator()  # on the CPU, like kinetoscope.flow's draws; move what it makes
         self.generator.manual_seed(derive_seed(cfg.seed, "task", info.rank))
         torch.manual_seed(derive_seed(cfg.seed, "rank", info.rank))
         if self.device.type == "cuda":

@@ -58,7 +58,7 @@ class ShapeGroups(nn.Module):
 class StepContext:
     step: int
     device: torch.device
-    #: This rank's generator for the task's own noise (time steps, masks, ...); saved in checkpoints.
+    #: This rank's CPU generator for the task's own draws (noise, times, masks); saved in checkpoints.
     generator: torch.Generator
 
 

@@ -94,7 +94,7 @@ class ToyTask(Task):
 
     def loss(self, models: dict[str, nn.Module], batch: Any, ctx: StepContext) -> LossOutput:
         x, y = (t.to(ctx.device) for t in batch)
-        noise = torch.randn(x.shape, generator=ctx.generator, device=ctx.device)
+        noise = torch.randn(x.shape, generator=ctx.generator).to(ctx.device)
         pred = models["model"](x + self.options.input_noise * noise)
         loss = torch.nn.functional.mse_loss(pred.float(), y)
         if ctx.step in self.options.nan_steps:

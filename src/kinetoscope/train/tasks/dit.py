@@ -1,0 +1,306 @@
+"""Train the diffusion transformer (and the built-in text encoder with it) on frozen-VAE latents.
+
+Per micro-batch: encode each native-size clip with the frozen VAE, pack the latents into one
+sequence (no padding), draw a time per sample (logit-normal, shifted by token count), a
+known-frame mask per sample (so one model learns every conditioning mode), drop captions for
+classifier-free guidance, and regress the rectified-flow velocity on the unknown tokens.
+
+Fine-tuning: ``init_from`` a model directory (``vae/``, ``dit/``, ``text/``,
+``model_index.json``) and train it all, or only LoRA adapters (``lora.rank > 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kinetoscope.config import Config
+from kinetoscope.data.batching import latent_tokens
+from kinetoscope.data.datasets import VideoSample, WorldSource, collate_videos, group_by_shape
+from kinetoscope.errors import CheckpointError, ConfigError
+from kinetoscope.files import atomic_write_json
+from kinetoscope.train.data import shape_rule, video_source
+from kinetoscope.train.distributed import barrier
+from kinetoscope.train.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
+from kinetoscope.train.tasks.base import LossOutput, OptimizerSpec, StepContext, Task
+
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_INDEX = "model_index.json"
+
+
+@dataclasses.dataclass
+class DiTTaskConfig(Config):
+    #: ``DiTConfig`` preset and field overrides (``in_channels`` and ``text_dim`` follow the VAE and text encoder).
+    preset: str = "tiny"
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The frozen VAE: a saved ``CausalVAE`` directory (default: ``init_from``'s ``vae/``).
+    vae: str | None = None
+    #: A model directory to fine-tune (``vae/``, ``dit/``, ``text/``).
+    init_from: str | None = None
+    #: A local Hugging Face encoder directory (T5, UMT5, CLIP text), frozen; None trains the built-in one.
+    text_encoder: str | None = None
+    text_preset: str = "tiny"
+    text: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Captions read from the data to train the built-in tokenizer before the run.
+    tokenizer_captions: int = 1000
+    #: ``FlowConfig`` fields: time sampling, shift, text dropout, condition-mask probabilities.
+    flow: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
+    #: Periodic samples: prompts, shape (frames, height, width), sampler steps and guidance.
+    sample_prompts: tuple[str, ...] = ("a red ball bounces",)
+    sample_shape: tuple[int, int, int] = (17, 64, 64)
+    sample_steps: int = 20
+    sample_guidance: float = 1.0
+    sample_seed: int = 0
+
+
+class DiTTask(Task):
+    config_class = DiTTaskConfig
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from kinetoscope.flow import FlowConfig
+
+        self.flow = FlowConfig.from_dict(self.options.flow)
+        self.vae = None
+        self.hf_text = None
+        self.hf_path: Path | None = None
+        self.tokenizer = None
+
+    # ------------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        """Load the frozen VAE and the text side (a frozen HF encoder, or a tokenizer for the built-in one)."""
+        from kinetoscope.vae import CausalVAE
+
+        o = self.options
+        vae_dir = o.vae or (o.init_from and str(Path(o.init_from) / "vae"))
+        if not vae_dir:
+            raise ConfigError(
+                "The dit task needs a trained VAE: set task.vae=DIR (a saved CausalVAE) or task.init_from."
+            )
+        self.vae = CausalVAE.from_pretrained(vae_dir, device=self.info.device).requires_grad_(False)
+        if o.lora.rank > 0 and not o.init_from:
+            raise ConfigError("LoRA (task.lora.rank > 0) fine-tunes a trained model: set task.init_from=MODEL_DIR.")
+        if self.options.model.get("patch_size", (1,))[0] != 1:
+            raise ConfigError("Training supports patch_size[0] = 1 (one latent frame per token) only.")
+        hf_path = o.text_encoder or (o.init_from and read_model_index(o.init_from).get("text_encoder_path"))
+        if hf_path:
+            from kinetoscope.text import HFTextEncoder
+
+            self.hf_text = HFTextEncoder(hf_path, device=self.info.device)
+            self.hf_path = Path(hf_path).resolve()
+        elif o.init_from:
+            from kinetoscope.text import CaptionTokenizer
+
+            self.tokenizer = CaptionTokenizer.load(Path(o.init_from) / "text" / TOKENIZER_FILE)
+        else:
+            self.tokenizer = self._train_tokenizer()
+
+    def _train_tokenizer(self):
+        """Train the caption tokenizer once (rank 0), save it in the run directory, load it everywhere."""
+        from kinetoscope.text import CaptionTokenizer, TextEncoderConfig
+
+        path = self.run_dir / TOKENIZER_FILE
+        if self.info.is_main and not path.is_file():  # a resumed run keeps the tokenizer it started with
+            vocab = TextEncoderConfig.from_preset(self.options.text_preset, **self.options.text).vocab_size
+            CaptionTokenizer.train(self._captions(), vocab_size=vocab).save(path)
+        barrier(self.info)
+        return CaptionTokenizer.load(path)
+
+    def _captions(self) -> list[str]:
+        source, _ = self.data()
+        n = self.options.tokenizer_captions
+        if isinstance(source, WorldSource):
+            return source.captions(n)
+        return [e.caption for e in source.entries[:n]]
+
+    def _text_config(self):
+        from kinetoscope.text import TextEncoderConfig
+
+        return TextEncoderConfig.from_preset(self.options.text_preset, **self.options.text)
+
+    def build_models(self) -> dict[str, nn.Module]:
+        from kinetoscope.dit import DiT, DiTConfig
+        from kinetoscope.text import TextEncoder
+
+        o = self.options
+        models: dict[str, nn.Module] = {}
+        if o.init_from:
+            dit = DiT.from_pretrained(Path(o.init_from) / "dit").train()
+        else:
+            text_dim = self.hf_text.dim if self.hf_text is not None else self._text_config().width
+            config = DiTConfig.from_preset(
+                o.preset, **{"in_channels": self.vae.latent_channels, "text_dim": text_dim, **o.model}
+            )
+            dit = DiT(config)
+        if o.lora.rank > 0:
+            apply_lora(dit, o.lora)
+        models["dit"] = dit
+        if self.hf_text is None:
+            if o.init_from:
+                text = TextEncoder.from_pretrained(Path(o.init_from) / "text").train()
+            else:
+                text = TextEncoder(self._text_config(), self.tokenizer)
+            if o.lora.rank > 0:
+                text.requires_grad_(False)  # LoRA adapts the transformer only
+            models["text"] = text
+        return models
+
+    def optimizers(self, models: dict[str, nn.Module]) -> dict[str, OptimizerSpec]:
+        return {"main": OptimizerSpec(tuple(models))}
+
+    def blocks(self, name: str, module: nn.Module) -> list[nn.Module]:
+        if name == "text":
+            return list(module.layers.layers)
+        return super().blocks(name, module)
+
+    def _patch(self) -> tuple[int, int, int]:
+        from kinetoscope.dit import DiTConfig
+
+        if self.options.init_from:
+            return DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json").patch_size
+        return DiTConfig.from_preset(self.options.preset, **self.options.model).patch_size
+
+    def data(self):
+        patch = self._patch()
+        sc, tc = self.vae.spatial_compression, self.vae.temporal_compression
+        shape = shape_rule(self.train, sc * max(patch[1], patch[2]), tc)
+        cost = functools.partial(latent_tokens, spatial=sc, temporal=tc, patch=patch)
+        return video_source(self.train, shape, cost), collate_videos
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def _latents(self, batch: list[VideoSample], device: torch.device) -> list[torch.Tensor]:
+        """Normalised posterior-mean latents, one ``(C, t, h, w)`` per sample, encoded shape group by shape group."""
+        latents: list[torch.Tensor | None] = [None] * len(batch)
+        for pixels, indices in group_by_shape(batch):
+            z = self.vae.encode(pixels.to(device, non_blocking=True))
+            for i, zi in zip(indices, z):
+                latents[i] = zi
+        return latents
+
+    def _text(self, models: dict[str, nn.Module], prompts: list[str], device: torch.device):
+        if self.hf_text is not None:
+            return self.hf_text.encode(prompts)
+        ids, mask = self.tokenizer.encode(prompts, self._text_max_length(models))
+        ids, mask = ids.to(device), mask.to(device)
+        return models["text"](ids, mask), mask  # through the (possibly wrapped) module's forward
+
+    def _text_max_length(self, models: dict[str, nn.Module]) -> int:
+        text = models["text"]
+        return getattr(text, "module", text).config.max_length
+
+    def loss(self, models: dict[str, nn.Module], batch: list[VideoSample], ctx: StepContext) -> LossOutput:
+        from kinetoscope.dit import pack
+        from kinetoscope.flow import (
+            add_noise,
+            draw_condition_mask,
+            drop_text,
+            flow_loss,
+            sample_time,
+            shift,
+            shift_for_tokens,
+        )
+
+        g, device = ctx.generator, ctx.device
+        packed = pack(self._latents(batch, device), self._patch())
+        n = len(batch)
+        shifts = torch.tensor([shift_for_tokens(s, self.flow) for s in packed.seq_lens])
+        t_sample = shift(sample_time(n, g, self.flow.logit_mean, self.flow.logit_std), shifts)
+        known = packed.frames_to_tokens([draw_condition_mask(grid[0], g, self.flow) for grid in packed.grids])
+        t = packed.per_sample(t_sample.to(device)).masked_fill(known, 0.0)  # given frames sit at t = 0
+        noise = torch.randn(packed.tokens.shape, generator=g).to(device, packed.tokens.dtype)
+        x_t, target = add_noise(packed.tokens, noise, t)
+        prompts = drop_text([s.caption for s in batch], self.flow.text_dropout, g)
+        text, text_mask = self._text(models, prompts, device)
+        velocity = models["dit"](packed.with_tokens(x_t), t, text, text_mask)
+        loss = flow_loss(velocity, target, loss_mask=~known)
+        metrics = {"known_frac": float(known.float().mean()), "tokens_per_batch": float(len(t))}
+        return LossOutput({"main": loss}, metrics, tokens=len(t))
+
+    # ------------------------------------------------------------------ samples and export
+    @torch.no_grad()
+    def sample(self, models: dict[str, nn.Module], step: int, out_dir: Path) -> list[Path]:
+        """Generate the configured prompts from noise and write them as mp4."""
+        from kinetoscope.io import tensor_to_frames, write_video
+
+        written = []
+        for i, prompt in enumerate(self.options.sample_prompts):
+            video = self.vae.decode(self._generate(models, prompt, self.options.sample_seed + i)[None])
+            path = out_dir / f"step_{step:08d}_{i}.mp4"
+            written.append(write_video(path, tensor_to_frames(video[0]), self.train.data.world.fps))
+        return written
+
+    def _generate(self, models: dict[str, nn.Module], prompt: str, seed: int) -> torch.Tensor:
+        """One latent ``(C, t, h, w)`` of the configured sample shape, sampled from noise fixed by ``seed``."""
+        from kinetoscope.dit import pack
+        from kinetoscope.flow import sample, shift_for_tokens
+
+        o = self.options
+        dit = models["dit"]
+        device = next(dit.parameters()).device
+        noise = pack(
+            [torch.randn(self.vae.latent_shape(*o.sample_shape), generator=torch.Generator().manual_seed(seed))],
+            self._patch(),
+        )
+        packed = noise.with_tokens(noise.tokens.to(device))
+        cond = self._plain_text(models, [prompt])
+        uncond = self._plain_text(models, [""])
+        tokens = sample(
+            lambda x, t: dit(packed.with_tokens(x), t, *cond),
+            packed.tokens,
+            o.sample_steps,
+            time_shift=shift_for_tokens(len(packed.tokens), self.flow),
+            uncond_velocity=lambda x, t: dit(packed.with_tokens(x), t, *uncond),
+            guidance=o.sample_guidance,
+        )
+        return packed.unpack(tokens)[0]
+
+    def _plain_text(self, models: dict[str, nn.Module], prompts: list[str]):
+        if self.hf_text is not None:
+            return self.hf_text.encode(prompts)
+        return models["text"].encode(prompts)
+
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        """``vae/``, ``dit/`` (LoRA merged in, adapters also in ``lora/``), ``text/`` and ``model_index.json``."""
+        from safetensors.torch import save_file
+
+        dit = models["dit"]
+        index: dict[str, Any] = {
+            "_class_name": "KinetoscopePipeline",
+            "vae": ["kinetoscope.vae", "CausalVAE"],
+            "dit": ["kinetoscope.dit", "DiT"],
+            "flow": self.flow.to_dict(),
+        }
+        self.vae.save_pretrained(out_dir / "vae")
+        if self.options.lora.rank > 0:
+            adapters = out_dir / "lora"
+            adapters.mkdir(parents=True, exist_ok=True)
+            save_file(lora_state_dict(dit), str(adapters / "adapter.safetensors"))
+            atomic_write_json(adapters / "adapter_config.json", self.options.lora.to_dict())
+            merge_lora(dit)
+            index["lora"] = "lora"
+        dit.save_pretrained(out_dir / "dit")
+        if self.hf_text is not None:
+            index["text"] = ["kinetoscope.text", "HFTextEncoder"]
+            index["text_encoder_path"] = str(self.hf_path)
+        else:
+            models["text"].save_pretrained(out_dir / "text")
+            index["text"] = ["kinetoscope.text", "TextEncoder"]
+        atomic_write_json(out_dir / MODEL_INDEX, index)
+
+
+def read_model_index(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / MODEL_INDEX
+    if not path.is_file():
+        raise CheckpointError(f"{model_dir} is not a kinetoscope model directory: {MODEL_INDEX} is missing.")
+    return json.loads(path.read_text())
+
+
+TASK = DiTTask

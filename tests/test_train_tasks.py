@@ -1,0 +1,113 @@
+"""The model plug-ins end to end: `kinetoscope train dit` and `train vae` on tiny models, LoRA fine-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from kinetoscope.data import read_manifest, write_manifest
+from kinetoscope.train.logging import read_metrics, read_skipped
+
+
+@pytest.fixture(scope="module")
+def world_data(tmp_path_factory):
+    """A tiny random VAE and a manifest of 3 world clips plus 2 files that cannot be read."""
+    from kinetoscope.vae import CausalVAE, VAEConfig
+    from kinetoscope.world.dataset import write_world_dataset
+
+    root = tmp_path_factory.mktemp("world")
+    torch.manual_seed(0)
+    CausalVAE(VAEConfig.from_preset("tiny")).save_pretrained(root / "vae")
+    manifest = write_world_dataset(
+        root / "clips", scenario="bounce", n=3, width=32, height=32, frames=9, fps=10.0, seed=0
+    )
+    entries = read_manifest(manifest)
+    (root / "clips" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
+    bad = [entries[0].__class__(path=root / "clips" / name, caption="bad") for name in ("broken.mp4", "gone.mp4")]
+    write_manifest(root / "mixed.jsonl", entries + bad)
+    return root
+
+
+def dit_config(root, run, **task) -> dict:
+    return {
+        "run_dir": str(run),
+        "steps": 3,
+        "log_every": 1,
+        "checkpoint_every": 3,
+        "sample_every": 3,
+        "data": {"source": "manifest", "manifest": str(root / "mixed.jsonl"), "token_budget": 40, "lookahead": 4},
+        "task": {"vae": str(root / "vae"), "sample_shape": [5, 16, 16], "sample_steps": 2, **task},
+    }
+
+
+def run_cli(cli, tmp_path, kind, cfg, *extra):
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cli("train", kind, "--config", path, *extra)
+
+
+def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
+    from kinetoscope.dit import DiT
+    from kinetoscope.text import TextEncoder
+
+    run = tmp_path / "run"
+    code, out, err = run_cli(cli, tmp_path, "dit", dit_config(world_data, run))
+    assert code == 0, err
+    final = run / "final"
+    assert f"written to {final}" in out
+    rows = read_metrics(run)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(0.0 < float(r["loss"]) < 10.0 for r in rows)
+    # 3 clips of 9 frames at 32x32 -> 3 latent frames x 2 x 2 tokens = 12 tokens; budget 40 -> 3 clips a batch
+    assert {float(r["tokens_per_batch"]) for r in rows} <= {12.0, 24.0, 36.0}
+    # Both bad files came up (each epoch holds 5 entries, 3 steps read at least one epoch) and are listed.
+    assert sorted(read_skipped(run)) == sorted(str(world_data / "clips" / n) for n in ("broken.mp4", "gone.mp4"))
+    assert int(rows[-1]["skipped_files"]) >= 2
+    assert (run / "tokenizer.json").is_file()
+    assert [p.name for p in sorted((run / "samples").iterdir())] == ["step_00000003_0.mp4"]
+    index = json.loads((final / "model_index.json").read_text())
+    assert index["dit"] == ["kinetoscope.dit", "DiT"] and index["text"] == ["kinetoscope.text", "TextEncoder"]
+    dit = DiT.from_pretrained(final / "dit")
+    text = TextEncoder.from_pretrained(final / "text")
+    assert dit.config.text_dim == text.dim and dit.config.in_channels == 4
+    assert text.tokenizer.vocab_size > 3
+    assert (final / "vae" / "model.safetensors").is_file()
+
+
+def test_lora_fine_tune_trains_only_adapters_and_exports_merged(world_data, tmp_path, cli):
+    from safetensors.torch import load_file
+
+    base_run = tmp_path / "base"
+    base_cfg = dit_config(world_data, base_run)
+    base_cfg["data"]["manifest"] = str(world_data / "clips" / "manifest.jsonl")
+    base_cfg["sample_every"] = 0
+    assert run_cli(cli, tmp_path, "dit", base_cfg)[0] == 0
+    base = base_run / "final"
+
+    tuned_run = tmp_path / "tuned"
+    cfg = dit_config(world_data, tuned_run, init_from=str(base), lora={"rank": 2, "alpha": 4.0})
+    cfg.update(sample_every=0, optim={"lr": 1e-2})
+    cfg["data"]["manifest"] = str(world_data / "clips" / "manifest.jsonl")
+    del cfg["task"]["vae"]  # taken from the base model directory
+    code, _, err = run_cli(cli, tmp_path, "dit", cfg)
+    assert code == 0, err
+    trained = load_file(str(tuned_run / "checkpoints" / "step_00000003" / "ema.safetensors"))
+    assert trained and all(".lora_" in k for k in trained)  # the EMA (and optimizer) hold adapters only
+    adapters = load_file(str(tuned_run / "final" / "lora" / "adapter.safetensors"))
+    assert any(v.abs().sum() > 0 for k, v in adapters.items() if "lora_B" in k)
+    before = load_file(str(base / "dit" / "model.safetensors"))
+    after = load_file(str(tuned_run / "final" / "dit" / "model.safetensors"))
+    assert set(before) == set(after)  # merged back into a plain DiT
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("blocks.") and k.endswith("weight") for k in changed)
+    text_before = load_file(str(base / "text" / "model.safetensors"))
+    text_after = load_file(str(tuned_run / "final" / "text" / "model.safetensors"))
+    assert all(torch.equal(text_before[k], text_after[k]) for k in text_before)  # LoRA leaves the text encoder
+
+
+def test_train_dit_needs_a_vae(tmp_path, cli):
+    code, _, err = run_cli(cli, tmp_path, "dit", {"run_dir": str(tmp_path / "r"), "data": {"source": "world"}})
+    assert code == 2 and "needs a trained VAE" in err
