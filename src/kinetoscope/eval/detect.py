@@ -7,22 +7,24 @@ the clips are usually stored as lossy mp4. Detection per colour and frame:
 1. **Core mask**: pixels within ``CORE_TOLERANCE`` of the colour (max over channels), split
    into 8-connected components. Components under ``MIN_AREA`` pixels (a seam where two other
    colours blend: red against yellow looks orange) and thin bands around a bigger object of
-   another colour (red over white looks pink at its edge) are dropped.
+   another colour or the occluder (red over white looks pink at its edge, orange half behind
+   the dark bar looks brown) are dropped.
 2. **Coverage**: around each component, every pixel gets the share ``alpha`` of the object
    colour in its blend with the local background (the median colour of a ring just outside
    the object), projected on the line background -> colour; pixels far from that line, or at
-   another colour's core (an object touching it), get 0. This is the paper's colour-threshold mask made sub-pixel: the
-   *hard mask* is ``alpha >= 0.5`` (the paper thresholds at half-way too) and the centroid is
-   the ``alpha``-weighted mean, which is what keeps the ground-truth velocity floor near the
-   paper's on anti-aliased, compressed frames (see ``centroid="hard"`` for the plain one).
-3. **Shape** from the hard mask's extent (area / bounding box), solidity (area / convex hull)
-   and circularity (``4 pi area / hull perimeter^2``), nearest to the same features measured on
-   the world's own renderer at a similar size; **radius** from the covered area and that
-   shape's area per radius squared; **position** (the centre of the shape's box, as the world
-   state stores it) from the centroid and the shape's centroid offset.
-4. An object that goes on past the frame's edge is ``cut``: its shape is read from the
-   part in view (unreliable), and its box is extrapolated from the sides that are in view
-   (every shape spans a box ``2 r`` wide).
+   another colour's core (an object touching it), get 0. This is the paper's colour-threshold
+   mask made sub-pixel: the *hard mask* is ``alpha >= 0.5`` (the paper thresholds half-way
+   too) and the centroid is the ``alpha``-weighted mean, which keeps the ground-truth velocity
+   floor near the paper's on anti-aliased, compressed frames (``hard_centroid`` is the plain
+   mean of the hard mask, the paper's parse).
+3. **Shape, radius and position**: each of the world's shapes is placed where its area and
+   centroid would put it (radius from the covered area, the centre of its box, which is the
+   position the state stores, from the centroid) and drawn as the world's renderer draws it;
+   the one that best explains the coverage wins. Fitting the whole coverage reads small stars
+   that mp4 has blurred into blobs, which extent, solidity or corner counts of the hard mask
+   misread as triangles.
+4. An object that goes on past the frame's edge is ``cut``: its box is extrapolated from the
+   sides in view (every shape spans a box ``2 r`` wide) and the shapes are fitted there.
 
 Pixel coordinates are ``(column, row)`` with pixel ``i`` covering ``[i, i + 1)``; world
 coordinates follow the state's axes (see :func:`to_world`).
@@ -37,14 +39,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
-from kinetoscope.world.vocabulary import COLORS, OBJECT_COLORS, SHAPES, VIEW_HEIGHT
+from kinetoscope.world.shapes import signed_distance
+from kinetoscope.world.vocabulary import COLORS, OBJECT_COLORS, OCCLUDER_COLOR, SHAPES, VIEW_HEIGHT
 
 #: A pixel belongs to a colour's core when every channel is within this of it (mp4 included).
 CORE_TOLERANCE = 48
 #: Fewer core pixels than this is a blending seam or compression noise, not an object.
-MIN_AREA = 6
+MIN_AREA = 3
 #: A component beside another colour whose inside (one pixel peeled off) is under this share of it is a rim.
 RIM_CORE = 0.2
 #: A pixel whose colour is further than this from the background -> object line is not a blend of
@@ -70,7 +72,7 @@ class Detection:
     area: float  # covered pixels (sum of coverage)
     bbox: tuple[int, int, int, int]  # hard mask: row0, row1, col0, col1 (exclusive ends)
     cut: bool  # goes on past the frame's edge: partly out of view
-    shape: str  # of the part in view: unreliable when cut
+    shape: str  # one of the world's SHAPES
     radius: float  # half the side of the shape's box, px
     center: tuple[float, float]  # centre of the shape's box, px
 
@@ -84,7 +86,8 @@ def detect_video(frames: np.ndarray, colors: Iterable[str] = OBJECT_COLORS) -> l
     frames = np.asarray(frames)
     planes = [frames[..., c].astype(np.int16) for c in range(3)]
     colors = list(colors)
-    cores = {color: _core_mask(planes, COLORS[color]) for color in colors}
+    # The occluder's colour counts as another colour for telling rims (an object half behind it blends into it).
+    cores = {color: _core_mask(planes, COLORS[color]) for color in dict.fromkeys([*colors, OCCLUDER_COLOR])}
     objects = {color: _object_components(color, cores) for color in colors}
     kept = {color: np.zeros_like(cores[color]) for color in colors}
     for color, components in objects.items():
@@ -107,7 +110,8 @@ _IN_PLANE = np.stack([np.zeros((3, 3), bool), _EIGHT, np.zeros((3, 3), bool)])
 
 def _object_components(color: str, cores: dict[str, np.ndarray]) -> list[tuple[int, tuple[slice, slice], np.ndarray]]:
     """``(frame, box, mask)`` of each core component of ``color`` that is an object, not a seam or a rim."""
-    near_others = ndimage.binary_dilation(_union(cores, color), _IN_PLANE, iterations=2)
+    other_cores = _union(cores, color)
+    near_others = ndimage.binary_dilation(other_cores, _IN_PLANE, iterations=2)
     labels, _ = ndimage.label(cores[color], structure=_IN_PLANE)
     components = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -115,7 +119,7 @@ def _object_components(color: str, cores: dict[str, np.ndarray]) -> list[tuple[i
             continue
         t, area = box[0].start, box[1:]
         component = labels[t][area] == index
-        if component.sum() >= MIN_AREA and not _is_rim(component, near_others[t][area]):
+        if component.sum() >= MIN_AREA and not _is_rim(component, near_others[t][area], _around(other_cores[t], area)):
             components.append((t, area, component))
     return components
 
@@ -128,10 +132,16 @@ def _union(masks: dict[str, np.ndarray], leave_out: str) -> np.ndarray:
     return union
 
 
-def _is_rim(component: np.ndarray, near_others: np.ndarray) -> bool:
-    """A thin band of blended pixels beside an object of another colour (red over white looks pink at its edge):
-    mostly within two pixels of another colour, and almost nothing left after peeling one pixel off."""
-    if near_others[component].mean() < 0.5:
+def _around(mask: np.ndarray, box: tuple[slice, slice], pad: int = 2) -> np.ndarray:
+    rows, cols = box
+    return mask[max(rows.start - pad, 0) : rows.stop + pad, max(cols.start - pad, 0) : cols.stop + pad]
+
+
+def _is_rim(component: np.ndarray, near_others: np.ndarray, other_cores_around: np.ndarray) -> bool:
+    """A thin band of blended pixels around a bigger object of another colour (red over white looks
+    pink at its edge): mostly within two pixels of that colour, almost nothing left after peeling
+    one pixel off, and fewer pixels than the other colour has around it."""
+    if near_others[component].mean() < 0.5 or other_cores_around.sum() <= component.sum():
         return False
     return ndimage.binary_erosion(component, _EIGHT).sum() < RIM_CORE * component.sum()
 
@@ -162,13 +172,8 @@ def _measure(
     hard_centroid = (float(cols.mean()) + 0.5 + c0, float(rows.mean()) + 0.5 + r0)
     bbox = (int(rows.min()) + r0, int(rows.max()) + 1 + r0, int(cols.min()) + c0, int(cols.max()) + 1 + c0)
     cut = _touches_border(alpha, (r0, c0), (height, width))
-    shape = classify_shape(hard, area)
-    if cut:
-        radius, center = _extrapolate_box(bbox, (height, width), area, centroid)
-    else:
-        ref = shape_reference(shape, _size_bucket(math.sqrt(area)))
-        radius = math.sqrt(area / ref.area_per_r2)
-        center = (centroid[0] - ref.centroid_offset[0] * radius, centroid[1] - ref.centroid_offset[1] * radius)
+    box = _extrapolate_box(bbox, (height, width), area, centroid) if cut else None
+    shape, radius, center = fit_shape(alpha, (r0, c0), centroid, box)
     return Detection(color, centroid, hard_centroid, area, bbox, cut, shape, radius, center)
 
 
@@ -256,82 +261,43 @@ def _extrapolate_box(
 
 
 # ---------------------------------------------------------------- shapes
-@dataclasses.dataclass(frozen=True)
-class ShapeReference:
-    """A shape's features as the world's renderer draws it, and its area and centroid per radius."""
-
-    features: tuple[float, float, float]  # extent, solidity, circularity of the hard mask
-    area_per_r2: float  # covered area / radius^2 (pi for a ball)
-    centroid_offset: tuple[float, float]  # (centroid - box centre) / radius, in px axes (rows down)
-
-
-def shape_features(hard: np.ndarray) -> tuple[float, float, float]:
-    """Extent, solidity and circularity of a hard mask (pixels are unit squares)."""
-    rows, cols = np.nonzero(hard)
-    area = float(len(rows))
-    extent = area / float((np.ptp(rows) + 1) * (np.ptp(cols) + 1))
-    rows, cols = np.nonzero(hard & ~ndimage.binary_erosion(hard, _EIGHT))  # the hull only needs the outline
-    corners = np.concatenate([np.stack([rows + dr, cols + dc], axis=1) for dr in (0, 1) for dc in (0, 1)])
-    try:
-        hull = ConvexHull(corners)
-    except QhullError:  # a single row or column of pixels
-        return extent, 1.0, 0.0
-    return extent, area / hull.volume, 4 * math.pi * area / hull.area**2  # in 2D, volume is area and area is perimeter
-
-
-def classify_shape(hard: np.ndarray, area: float) -> str:
-    """The shape whose rendered features at a similar size are nearest to this hard mask's."""
-    bucket = _size_bucket(math.sqrt(area))
-    features = np.array(shape_features(hard))
-    distances = [np.linalg.norm(features - np.array(shape_reference(s, bucket).features)) for s in SHAPES]
-    return SHAPES[int(np.argmin(distances))]
-
-
-#: Radii (px) at which the shape references are rendered; a detection uses the nearest.
-_BUCKETS = (3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
-
-
-def _size_bucket(sqrt_area: float) -> float:
-    radius = sqrt_area / 1.8  # roughly the radius of any of the shapes with this area
-    return min(_BUCKETS, key=lambda b: abs(math.log(b / max(radius, 1e-6))))
-
-
 @functools.lru_cache(maxsize=None)
-def shape_reference(shape: str, radius_px: float) -> ShapeReference:
-    """Features of ``shape`` drawn by the world's renderer at ``radius_px``, averaged over sub-pixel offsets."""
-    from kinetoscope.world import Body, Scene, render_clip
-
-    size = int(2 * radius_px + 16)
-    ppu = size / VIEW_HEIGHT
-    rgb = np.asarray(COLORS["red"], dtype=np.float32)
-    features, areas, offsets = [], [], []
-    for dx, dy in ((0.0, 0.0), (0.25, 0.5), (0.5, 0.25), (0.75, 0.75)):
-        centre = ((size / 2 + dx) / ppu, (size - size / 2 - dy) / ppu)
-        body = Body(shape, "red", radius_px / ppu, centre)
-        frame = render_clip(Scene(bodies=(body,)), width=size, height=size, frames=1, fps=1.0).frames[0].astype(np.float32)
-        core = _core_mask([frame[..., c].astype(np.int16) for c in range(3)], COLORS["red"])
-        alpha, corner = _soft_mask(frame, rgb, core, (0, 0))
-        features.append(shape_features(alpha >= 0.5))
-        areas.append(alpha.sum() / radius_px**2)
-        centroid = _centroid(alpha, corner)
-        offsets.append(((centroid[0] - size / 2 - dx) / radius_px, (centroid[1] - size / 2 - dy) / radius_px))
-    return ShapeReference(_mean_tuple(features), float(np.mean(areas)), _mean_tuple(offsets))
+def unit_shape(shape: str) -> tuple[float, tuple[float, float]]:
+    """Area per radius squared, and centroid minus box centre per radius (x right, rows down), of ``shape``."""
+    grid = (np.arange(512) + 0.5) / 256 - 1.0
+    x, y = np.meshgrid(grid, grid)  # y up, as the world's shapes are defined
+    inside = signed_distance(shape, x, y, 1.0) < 0
+    return 4.0 * float(inside.mean()), (float(x[inside].mean()), -float(y[inside].mean()))
 
 
-def _mean_tuple(values: list[tuple[float, ...]]) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.mean(values, axis=0))
+def fit_shape(
+    alpha: np.ndarray, corner: tuple[int, int], centroid: tuple[float, float], box: tuple[float, tuple[float, float]] | None = None
+) -> tuple[str, float, tuple[float, float]]:
+    """``(shape, radius, centre)`` of the shape whose anti-aliased drawing best explains the coverage ``alpha``.
 
+    Each shape is placed by the area and centroid it would have (or at ``box``, the radius and
+    centre extrapolated for an object cut by the frame's edge), drawn as the world's renderer
+    draws it (coverage ``clip(0.5 - d, 0, 1)`` of the signed distance ``d`` in pixels), and
+    compared with ``alpha`` pixel by pixel.
+    """
+    rows, cols = np.indices(alpha.shape)
+    x, y = cols + corner[1] + 0.5, rows + corner[0] + 0.5
+    area = float(alpha.sum())
 
-def describe_detection(detection: Detection) -> dict[str, Any]:
-    """A JSON-ready summary of a detection."""
-    return {
-        "color": detection.color,
-        "shape": detection.shape,
-        "center_px": [round(v, 3) for v in detection.center],
-        "radius_px": round(detection.radius, 3),
-        "area_px": round(detection.area, 2),
-        "cut": detection.cut,
-    }
+    def placed(shape: str) -> tuple[float, tuple[float, float]]:
+        if box is not None:
+            return box
+        per_r2, offset = unit_shape(shape)
+        radius = math.sqrt(area / per_r2)
+        return radius, (centroid[0] - offset[0] * radius, centroid[1] - offset[1] * radius)
+
+    def misfit(shape: str) -> float:
+        radius, centre = placed(shape)
+        drawn = np.clip(0.5 - signed_distance(shape, x - centre[0], centre[1] - y, radius), 0.0, 1.0)
+        return float(np.abs(alpha - drawn).sum())
+
+    shape = min(SHAPES, key=misfit)
+    return (shape, *placed(shape))
 
 
 def match_objects(detections: list[list[Detection]], state: dict[str, Any]) -> list[list[Detection | None]]:

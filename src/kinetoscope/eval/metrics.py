@@ -94,8 +94,11 @@ def velocity_error(
     conditioning frames (the paper scores generated frames only), intervals with any object not
     wholly in view at either end, intervals holding a bounce or collision, and, with
     ``after="collision"``, intervals before the first collision. A ball missing from a frame
-    where it should be is counted in ``details["missed"]`` and fails the clip.
+    where it should be is counted in ``details["missed"]`` and fails the clip. ``centroid="hard"``
+    uses the plain mean of the hard mask's pixels, as the paper's parser does.
     """
+    if centroid not in ("soft", "hard"):
+        raise InvalidInputError(f"centroid must be 'soft' or 'hard', got {centroid!r}.", param="centroid")
     _check_video(frames, state)
     detections = detect_video(frames, _colors(state)) if detections is None else detections
     matches = match_objects(detections, state)
@@ -151,7 +154,9 @@ def prompt_adherence(
     bounce or collision), ``stays still`` below ``STILL_SPEED``; ``falls`` means it goes down; a
     bounce is a reversal of the velocity component against the named wall, a collision an impulse
     on both objects in the same frame (±1) while they touch. Directions are read in the frame's
-    own axes, so they are not checked when the prompt moves the camera.
+    own axes, so they are not checked when the prompt moves the camera, nor when the prompt has
+    the object bounce or collide by frame 2 (before its first velocity can be seen); neither
+    are events the prompt places in the first or last two frames.
     """
     claims = parse_prompt(prompt)
     if claims.empty:
@@ -238,6 +243,8 @@ def _impulses(times: np.ndarray, positions: np.ndarray, frame_time: float) -> li
 
 def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float) -> list[tuple[str, bool, Any]]:
     present = {c: t for c, t in tracks.items() if t.seen >= MIN_FRAMES_PRESENT}
+    # A direction is that of the first frame: not to be seen when the prompt has the object bounce by frame 2.
+    hit_early = {key for e in claims.events if e.frames and min(e.frames) <= 2 for key in e.objects}
     checks: list[tuple[str, bool, Any]] = []
     for obj in claims.objects:
         name = f"{obj.color} {obj.shape}"
@@ -246,7 +253,8 @@ def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, 
         if track is None:
             continue
         checks.append((f"the {obj.color} object is a {obj.shape}", track.shape == obj.shape, track.shape))
-        if obj.motion is not None and not claims.camera_moves:
+        early = obj.motion in ("moves", "thrown") and (obj.color, obj.shape) in hit_early
+        if obj.motion is not None and not claims.camera_moves and not early:
             ok, seen = _check_motion(obj, track)
             checks.append((f"the {name} {_motion_words(obj)}", ok, seen))
     if claims.count is not None:
@@ -321,12 +329,18 @@ def _collisions(a: _Track | None, b: _Track | None, frame_time: float) -> list[f
     times = []
     for ta, _, _ in a.impulses:
         for tb, _, _ in b.impulses:
-            if abs(ta - tb) <= 1.5 * frame_time:
-                ia, ib = int(np.argmin(np.abs(a.times - ta))), int(np.argmin(np.abs(b.times - ta)))
-                gap = np.linalg.norm(a.positions[ia] - b.positions[ib]) - a.radii[ia] - b.radii[ib]
-                if gap <= 0.5:
-                    times.append(round(ta, 3))
+            if abs(ta - tb) <= 1.5 * frame_time and _closest_gap(a, b, ta, frame_time) <= 0.5:
+                times.append(round(ta, 3))
     return sorted(set(times))
+
+
+def _closest_gap(a: _Track, b: _Track, time: float, frame_time: float) -> float:
+    """The smallest distance between the two objects' outlines (as discs) in the frames within one of ``time``."""
+    gaps = [np.inf]
+    for ia in np.flatnonzero(np.abs(a.times - time) <= 1.01 * frame_time):
+        for ib in np.flatnonzero(np.abs(b.times - a.times[ia]) < 0.01 * frame_time):
+            gaps.append(float(np.linalg.norm(a.positions[ia] - b.positions[ib]) - a.radii[ia] - b.radii[ib]))
+    return min(gaps)
 
 
 # ---------------------------------------------------------------- object permanence
