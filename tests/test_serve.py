@@ -267,6 +267,19 @@ def test_a_crash_in_the_middle_of_a_queue_loses_no_job(tiny_model_dir, tmp_path,
         process.wait(timeout=60)
 
 
+def test_stopping_the_server_puts_the_running_job_back_in_the_queue(pipeline, tmp_path, small):
+    app = create_app(pipeline, Settings(data_dir=tmp_path))
+    with LiveServer(app) as live:
+        client = sdk(live.url)
+        video_id = client.videos.create(prompt="a long one", **small, extra_body={"steps": 200}).id
+        deadline = time.monotonic() + 60
+        while client.videos.retrieve(video_id).progress < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.videos.retrieve(video_id).status == "in_progress"
+    job = Store(tmp_path / "jobs.sqlite3").get(video_id)
+    assert (job.status, job.progress, job.attempts) == ("queued", 0, 0)
+
+
 def test_recovery_runs_interrupted_jobs_again_then_fails_them_with_a_reason(tmp_path):
     store = Store(tmp_path / "jobs.sqlite3")
     job = store.add(NewJob("generate", "m", "1", "64x64", "p", {"prompt": "p"}))

@@ -170,8 +170,7 @@ def _api(service: VideoService, settings: Settings) -> APIRouter:
     def download_content(video_id: str, variant: Variant = "video") -> FileResponse:
         """The mp4 (``video``), a WebP ``thumbnail`` or a JPEG ``spritesheet`` of a completed video."""
         path, media_type = service.content(video_id, variant)
-        suffix = path.suffix
-        return FileResponse(path, media_type=media_type, filename=f"{video_id}{suffix}")
+        return FileResponse(path, media_type=media_type, filename=f"{video_id}{path.suffix}")
 
     @api.post("/videos/{video_id}/remix")
     async def remix_video(video_id: str, request: Request) -> Video:
