@@ -1,0 +1,299 @@
+"""The built-in re-captioner: a small video-to-text transformer trained on world clips.
+
+Frames are resized to ``image_size`` squares and cut into ``patch``-pixel patches; each
+patch is one token, with learned embeddings for its frame, row and column. A few encoder
+blocks attend within each frame (where an object's patches are); a causal decoder over the
+caption tokenizer's ids attends to every patch of every frame, so it can compare an object's
+patches across time (that is where its motion and heading are). Greedy decoding with a
+key/value cache writes the caption.
+
+The model reads at most ``frames`` frames (the first ones): the captions it learned state
+frame numbers from 0, so longer clips are cut, never resampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kinetoscope.config import Config
+from kinetoscope.errors import CheckpointError, InvalidInputError
+from kinetoscope.modeling import PretrainedModel
+
+if TYPE_CHECKING:
+    from kinetoscope.text.tokenizer import CaptionTokenizer
+
+TOKENIZER_NAME = "tokenizer.json"
+
+
+@dataclasses.dataclass
+class CaptionerConfig(Config):
+    image_size: int = 64
+    patch: int = 8
+    #: Most frames read (the first ones); shorter clips are fine.
+    frames: int = 9
+    dim: int = 128
+    heads: int = 4
+    encoder_layers: int = 1
+    decoder_layers: int = 3
+    mlp_ratio: float = 4.0
+    #: Longest caption in tokens, BOS and EOS included.
+    max_tokens: int = 256
+    #: Set from the caption tokenizer; its end-of-text token also starts every caption.
+    vocab_size: int = 512
+    pad_id: int = 0
+    eos_id: int = 1
+
+    presets: ClassVar[dict] = {
+        "tiny": {
+            "image_size": 32,
+            "patch": 8,
+            "frames": 5,
+            "dim": 32,
+            "heads": 2,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "max_tokens": 96,
+        },
+        "world": {},
+    }
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch:
+            raise InvalidInputError(f"image_size {self.image_size} must be a multiple of patch {self.patch}.")
+        if self.dim % self.heads:
+            raise InvalidInputError(f"dim {self.dim} must be a multiple of heads {self.heads}.")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch
+
+
+class Attention(nn.Module):
+    """Multi-head attention; ``cache`` (a dict) keeps keys and values between decoding steps."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        causal: bool = False,
+        mask: torch.Tensor | None = None,
+        cache: dict | None = None,
+    ) -> torch.Tensor:
+        b, n, d = x.shape
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        if context is not None and cache is not None and "k" in cache:
+            k, v = cache["k"], cache["v"]  # cross-attention: the video's keys never change
+        else:
+            source = x if context is None else context
+            k, v = self.kv(source).view(b, source.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+            if cache is not None and context is None and "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
+        # With a cache a causal step attends to everything before it: no mask needed.
+        is_causal = causal and (cache is None or n > 1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, ratio: float):
+        hidden = int(dim * ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, ratio: float):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), MLP(dim, ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, ratio: float):
+        super().__init__()
+        self.norm1, self.self_attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.cross_attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm3, self.mlp = nn.LayerNorm(dim), MLP(dim, ratio)
+
+    def forward(
+        self, x: torch.Tensor, video: torch.Tensor, video_mask: torch.Tensor | None, cache: dict | None = None
+    ) -> torch.Tensor:
+        x = x + self.self_attn(
+            self.norm1(x), causal=True, cache=None if cache is None else cache.setdefault("self", {})
+        )
+        x = x + self.cross_attn(
+            self.norm2(x), video, mask=video_mask, cache=None if cache is None else cache.setdefault("cross", {})
+        )
+        return x + self.mlp(self.norm3(x))
+
+
+class Captioner(PretrainedModel):
+    """``forward(pixels, tokens)`` -> next-token logits; :meth:`generate` -> token ids.
+
+    ``pixels`` (B, 3, T, H, W) in [-1, 1] at any size; ``tokens`` (B, L) start with the
+    tokenizer's end-of-text id, which also ends every caption (as GPT-2 does).
+    Save and load with ``save_pretrained`` / ``from_pretrained``; the caption tokenizer, when
+    attached as ``.tokenizer``, is saved beside the weights and loaded with them.
+    """
+
+    config_class = CaptionerConfig
+
+    def __init__(self, config: CaptionerConfig):
+        super().__init__(config)
+        c = config
+        self.tokenizer: CaptionTokenizer | None = None
+        self.patch_embed = nn.Linear(3 * c.patch * c.patch, c.dim)
+        self.frame_pos = nn.Parameter(torch.randn(c.frames, 1, c.dim) * 0.02)
+        self.row_pos = nn.Parameter(torch.randn(c.grid, 1, c.dim) * 0.02)
+        self.col_pos = nn.Parameter(torch.randn(1, c.grid, c.dim) * 0.02)
+        self.encoder = nn.ModuleList(EncoderBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(c.dim)
+        self.token_embed = nn.Embedding(c.vocab_size, c.dim)
+        self.token_pos = nn.Parameter(torch.randn(c.max_tokens, c.dim) * 0.02)
+        self.blocks = nn.ModuleList(DecoderBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.decoder_layers))
+        self.norm = nn.LayerNorm(c.dim)
+        self.apply(_init_weights)
+
+    # ------------------------------------------------------------------ the video
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Patch tokens ``(B, T * grid * grid, dim)`` of the first ``frames`` frames, squared to ``image_size``."""
+        c = self.config
+        if pixels.ndim != 5 or pixels.shape[1] != 3:
+            raise InvalidInputError(
+                f"Captioner input must be (batch, 3, frames, height, width), got {tuple(pixels.shape)}."
+            )
+        x = square_frames(pixels, c.image_size, c.frames)
+        b, _, t, _, _ = x.shape
+        g, p = c.grid, c.patch
+        patches = x.reshape(b, 3, t, g, p, g, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b * t, g * g, 3 * p * p)
+        tokens = self.patch_embed(patches.to(self.patch_embed.weight.dtype))
+        position = (self.row_pos + self.col_pos).reshape(1, g * g, -1)
+        tokens = tokens + position + self.frame_pos[:t].repeat(b, 1, 1)
+        for block in self.encoder:  # attention within each frame
+            tokens = block(tokens)
+        return self.encoder_norm(tokens).reshape(b, t * g * g, -1)
+
+    def video_mask(self, frame_counts: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+        """Cross-attention mask ``(B, 1, 1, tokens)`` hiding padded frames (samples shorter than the batch)."""
+        if frame_counts is None:
+            return None
+        per_frame = self.config.grid**2
+        frame_of_token = torch.arange(frames * per_frame, device=frame_counts.device) // per_frame
+        return (frame_of_token[None, :] < frame_counts[:, None])[:, None, None, :]
+
+    # ------------------------------------------------------------------ the text
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        video: torch.Tensor,
+        video_mask: torch.Tensor | None = None,
+        cache: list | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """Logits ``(B, L, vocab)`` for ``tokens`` at positions ``start...``, attending to ``video``."""
+        if start + tokens.shape[1] > self.config.max_tokens:
+            raise InvalidInputError(
+                f"Captions are limited to {self.config.max_tokens} tokens, got {start + tokens.shape[1]}."
+            )
+        h = self.token_embed(tokens) + self.token_pos[start : start + tokens.shape[1]]
+        for i, block in enumerate(self.blocks):
+            h = block(h, video, video_mask, None if cache is None else cache[i])
+        return self.norm(h) @ self.token_embed.weight.T  # tied input and output embeddings
+
+    def forward(
+        self, pixels: torch.Tensor, tokens: torch.Tensor, frame_counts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        video = self.encode(pixels)
+        mask = self.video_mask(frame_counts, video.shape[1] // self.config.grid**2)
+        return self.decode(tokens, video, mask)
+
+    @torch.no_grad()
+    def generate(
+        self, pixels: torch.Tensor, max_tokens: int | None = None, frame_counts: torch.Tensor | None = None
+    ) -> list[list[int]]:
+        """Greedy decoding: token ids of each caption, without the start and end tokens."""
+        c = self.config
+        limit = min(max_tokens or c.max_tokens, c.max_tokens)
+        video = self.encode(pixels)
+        mask = self.video_mask(frame_counts, video.shape[1] // c.grid**2)
+        b = video.shape[0]
+        cache: list[dict] = [{} for _ in self.blocks]
+        token = torch.full((b, 1), c.eos_id, dtype=torch.long, device=video.device)
+        out = torch.empty((b, 0), dtype=torch.long, device=video.device)
+        done = torch.zeros(b, dtype=torch.bool, device=video.device)
+        for position in range(limit - 1):
+            logits = self.decode(token, video, mask, cache, start=position)
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            token[done] = c.pad_id
+            out = torch.cat([out, token], dim=1)
+            done |= token[:, 0] == c.eos_id
+            if bool(done.all()):
+                break
+        return [[t for t in row.tolist() if t not in (c.pad_id, c.eos_id)] for row in out]
+
+    def caption(self, pixels: torch.Tensor, max_tokens: int | None = None) -> list[str]:
+        """Captions of a batch of videos (needs the attached tokenizer)."""
+        if self.tokenizer is None:
+            raise CheckpointError(
+                "This captioner has no tokenizer attached; load it with Captioner.from_pretrained(dir)."
+            )
+        return [self.tokenizer.decode(ids) for ids in self.generate(pixels, max_tokens)]
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        directory = super().save_pretrained(directory, dtype)
+        if self.tokenizer is not None:
+            self.tokenizer.save(directory / TOKENIZER_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> Captioner:
+        from kinetoscope.text.tokenizer import CaptionTokenizer
+
+        model = super().from_pretrained(directory, device, dtype)
+        path = Path(directory) / TOKENIZER_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{directory} is not a Captioner directory: {TOKENIZER_NAME} is missing.")
+        model.tokenizer = CaptionTokenizer.load(path)
+        return model
+
+
+def square_frames(pixels: torch.Tensor, size: int, frames: int) -> torch.Tensor:
+    """``(..., 3, T, H, W)`` -> the first ``frames`` frames resized to ``size x size`` (aspect ratio not kept)."""
+    x = pixels[..., :frames, :, :]
+    *lead, c, t, h, w = x.shape
+    if (h, w) == (size, size):
+        return x
+    flat = x.reshape(-1, c, t, h, w).transpose(1, 2).reshape(-1, c, h, w)
+    flat = F.interpolate(flat.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return flat.clamp(-1.0, 1.0).reshape(-1, t, c, size, size).transpose(1, 2).reshape(*lead, c, t, size, size)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)

@@ -1,0 +1,165 @@
+"""The built-in captioner: shapes, masking, cached decoding, training through the trainer, save/load, and `kinetoscope caption`."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from kinetoscope.data.manifest import ManifestEntry, read_manifest, write_manifest
+from kinetoscope.errors import CheckpointError, InvalidInputError
+from kinetoscope.io import frames_to_tensor, write_video
+from kinetoscope.language.captioner import TOKENIZER_NAME, Captioner, CaptionerConfig
+from kinetoscope.text.tokenizer import CaptionTokenizer
+from kinetoscope.world import describe, sample_clip, sample_state
+from kinetoscope.world.clip import clip_seed
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> CaptionTokenizer:
+    captions = [
+        describe(sample_state("mixed", seed=clip_seed(1, i), width=32, height=32, frames=5))[1] for i in range(60)
+    ]
+    return CaptionTokenizer.train(captions, vocab_size=400)
+
+
+def _model(tokenizer: CaptionTokenizer, **changes) -> Captioner:
+    torch.manual_seed(0)
+    config = CaptionerConfig.from_preset(
+        "tiny", vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id, **changes
+    )
+    model = Captioner(config).eval()
+    model.tokenizer = tokenizer
+    return model
+
+
+def test_shapes_resizing_and_frame_limit(tokenizer):
+    model = _model(tokenizer)
+    c = model.config
+    pixels = torch.rand(2, 3, 8, 40, 56) * 2 - 1  # any size; more frames than the model reads
+    tokens = torch.randint(0, c.vocab_size, (2, 7))
+    assert model(pixels, tokens).shape == (2, 7, c.vocab_size)
+    assert model.encode(pixels).shape == (2, c.frames * c.grid**2, c.dim)
+    # Only the first `frames` frames are read.
+    changed = pixels.clone()
+    changed[:, :, c.frames :] = -1.0
+    torch.testing.assert_close(model(changed, tokens), model(pixels, tokens))
+    with pytest.raises(InvalidInputError, match="batch, 3, frames"):
+        model(pixels[:, :2], tokens)
+    with pytest.raises(InvalidInputError, match="limited to 96 tokens"):
+        model(pixels, torch.zeros(2, 97, dtype=torch.long))
+
+
+def test_padded_frames_are_masked(tokenizer):
+    model = _model(tokenizer)
+    short = torch.rand(1, 3, 3, 32, 32) * 2 - 1
+    padded = torch.cat([short, torch.rand(1, 3, 2, 32, 32)], dim=2)
+    tokens = torch.randint(0, model.config.vocab_size, (1, 6))
+    expected = model(short, tokens)
+    torch.testing.assert_close(model(padded, tokens, torch.tensor([3])), expected)
+    assert not torch.allclose(model(padded, tokens), expected)
+
+
+def test_cached_decoding_matches_a_full_pass(tokenizer):
+    model = _model(tokenizer, decoder_layers=2)
+    pixels = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    tokens = torch.randint(0, model.config.vocab_size, (2, 9))
+    video = model.encode(pixels)
+    full = model.decode(tokens, video)
+    cache = [{} for _ in model.blocks]
+    stepwise = torch.cat([model.decode(tokens[:, i : i + 1], video, cache=cache, start=i) for i in range(9)], dim=1)
+    torch.testing.assert_close(stepwise, full, atol=1e-5, rtol=1e-4)
+    # Greedy decoding is the argmax chain of full passes.
+    ids = model.generate(pixels[:1], max_tokens=8)[0]
+    prefix = torch.tensor([[model.config.eos_id]])
+    for expected in ids:
+        step = model(pixels[:1], prefix)[0, -1].argmax().item()
+        assert step == expected
+        prefix = torch.cat([prefix, torch.tensor([[step]])], dim=1)
+
+
+def test_save_load_round_trip(tokenizer, tmp_path):
+    model = _model(tokenizer)
+    pixels = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    tokens = torch.randint(0, model.config.vocab_size, (1, 5))
+    model.save_pretrained(tmp_path / "cap")
+    loaded = Captioner.from_pretrained(tmp_path / "cap")
+    assert loaded.config == model.config
+    torch.testing.assert_close(loaded(pixels, tokens), model(pixels, tokens))
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode(["A red ball."], 16)[0][0]) == "A red ball."
+    model.save_pretrained(tmp_path / "bf16", dtype=torch.bfloat16)
+    small = Captioner.from_pretrained(tmp_path / "bf16")
+    torch.testing.assert_close(small(pixels, tokens), model(pixels, tokens), atol=0.05, rtol=0.05)
+    (tmp_path / "cap" / TOKENIZER_NAME).unlink()
+    with pytest.raises(CheckpointError, match="tokenizer.json is missing"):
+        Captioner.from_pretrained(tmp_path / "cap")
+
+
+TRAIN_CONFIG = """
+run_dir: {run}
+steps: 40
+checkpoint_every: 40
+log_every: 10
+sample_every: 40
+ema: {{decay: 0.0}}
+optim: {{lr: 0.004}}
+schedule: {{warmup_steps: 5}}
+data:
+  source: world
+  batch_size: 8
+  world: {{scenarios: [uniform], sizes: [[32, 32]], frames: [5]}}
+task:
+  kind: captioner
+  tokenizer_vocab: 400
+  tokenizer_captions: 100
+  sample_clips: 2
+  model: {{image_size: 32, patch: 8, frames: 5, dim: 48, heads: 2, encoder_layers: 1, decoder_layers: 2, max_tokens: 64}}
+"""
+
+
+def test_training_through_the_trainer_lowers_the_loss_and_decodes_text(cli, tmp_path):
+    config = tmp_path / "captioner.yaml"
+    config.write_text(TRAIN_CONFIG.format(run=tmp_path / "run"))
+    code, _, err = cli("train", "captioner", "--config", config)
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert float(rows[-1]["token_accuracy"]) > float(rows[0]["token_accuracy"])
+    model = Captioner.from_pretrained(tmp_path / "run" / "final")
+    clip = sample_clip("uniform", seed=5, width=32, height=32, frames=5)
+    (caption,) = model.caption(frames_to_tensor(clip.frames)[None])
+    assert isinstance(caption, str) and caption.strip()
+    assert "The camera is static." in caption  # learned the style's fixed sentences
+    assert (tmp_path / "run" / "samples" / "captions_00000040.txt").read_text().count("true: ") == 2
+
+
+def test_caption_cli_with_the_builtin_captioner_keeps_original_captions(tokenizer, cli, tmp_path):
+    model = _model(tokenizer)
+    model.save_pretrained(tmp_path / "captioner")
+    media = tmp_path / "media"
+    clips = [sample_clip("uniform", seed=s, width=40, height=32, frames=7) for s in range(2)]
+    for i, clip in enumerate(clips):
+        write_video(media / f"clip{i}.mp4", clip.frames, clip.fps)
+
+    out = tmp_path / "captioned.jsonl"
+    code, _, err = cli("caption", media, "--out", out, "--captioner", tmp_path / "captioner")
+    assert code == 0, err
+    entries = read_manifest(out)
+    assert [e.path.name for e in entries] == ["clip0.mp4", "clip1.mp4"]
+    # mp4 compression moves pixels a little: the captions are the model's on what it read back.
+    from kinetoscope.io import read_video
+
+    read = [frames_to_tensor(read_video(media / f"clip{i}.mp4").frames) for i in range(2)]
+    assert [e.caption for e in entries] == model.caption(torch.stack(read))
+    assert all(e.extra == {"caption_source": "kinetoscope:captioner"} for e in entries)
+
+    manifest = write_manifest(
+        media / "manifest.jsonl", [ManifestEntry(media / "clip0.mp4", clips[0].caption, short_caption="a ball")]
+    )
+    code, _, err = cli("caption", manifest, "--out", out, "--captioner", tmp_path / "captioner", "--batch-size", "1")
+    assert code == 0, err
+    (entry,) = read_manifest(out)
+    assert entry.extra["original_caption"] == clips[0].caption and entry.short_caption == "a ball"
+    assert entry.caption == entries[0].caption
