@@ -1,0 +1,128 @@
+"""Attention over packed sequences: each sample attends only to itself, with no padding.
+
+``packed_attention(q, k, v, q_lens, kv_lens)`` takes queries ``(Nq, heads, head_dim)`` and keys /
+values ``(Nk, heads, head_dim)`` cut into consecutive segments; segment i of the queries sees
+only segment i of the keys (self-attention: the same lengths; cross-attention to text: each
+sample's own text tokens). Every backend computes exactly the same thing:
+
+- ``"flash"``: flash-attn's varlen kernel (CUDA, fp16/bf16, when flash-attn is installed);
+- ``"flex"``: flex_attention with a block-diagonal block mask (CUDA; on the CPU it runs
+  forward-only, which the tests use to check the mask);
+- ``"sdpa"``: one scaled_dot_product_attention call per segment (the CPU path; a single
+  segment costs exactly one call).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kinetoscope.errors import InvalidInputError
+
+BACKENDS = ("sdpa", "flex", "flash")
+
+
+def packed_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_lens: Sequence[int],
+    kv_lens: Sequence[int] | None = None,
+    backend: str | None = None,
+) -> Tensor:
+    """Attention of each query segment to its own key/value segment; returns ``(Nq, heads, head_dim)``.
+
+    A segment with no keys (a sample without text tokens) attends to nothing and gets zeros.
+    """
+    kv_lens = q_lens if kv_lens is None else kv_lens
+    if len(q_lens) != len(kv_lens) or sum(q_lens) != q.shape[0] or sum(kv_lens) != k.shape[0]:
+        raise InvalidInputError(
+            f"Segments do not match the tensors: {len(q_lens)} query segments summing to {sum(q_lens)} for "
+            f"{q.shape[0]} queries, {len(kv_lens)} key segments summing to {sum(kv_lens)} for {k.shape[0]} keys."
+        )
+    backend = backend or default_backend(q)
+    if backend == "sdpa":
+        return _sdpa_segments(q, k, v, q_lens, kv_lens)
+    if backend == "flex":
+        return _flex(q, k, v, tuple(q_lens), tuple(kv_lens))
+    if backend == "flash":
+        return _flash_varlen(q, k, v, q_lens, kv_lens)
+    raise InvalidInputError(f"Unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+
+
+def default_backend(q: Tensor) -> str:
+    if not q.is_cuda:
+        return "sdpa"
+    if q.dtype in (torch.float16, torch.bfloat16) and _flash_attn() is not None:
+        return "flash"
+    return "flex"
+
+
+def _heads_first(x: Tensor) -> Tensor:
+    """``(N, heads, head_dim)`` -> ``(1, heads, N, head_dim)``, a view."""
+    return x.transpose(0, 1).unsqueeze(0)
+
+
+def _sdpa_segments(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]) -> Tensor:
+    outputs = []
+    for qs, ks, vs in zip(q.split(list(q_lens)), k.split(list(kv_lens)), v.split(list(kv_lens))):
+        if ks.shape[0] == 0:
+            outputs.append(torch.zeros_like(qs))
+            continue
+        out = F.scaled_dot_product_attention(_heads_first(qs), _heads_first(ks), _heads_first(vs))
+        outputs.append(out[0].transpose(0, 1))
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+@functools.lru_cache(maxsize=16)
+def _block_mask(q_lens: tuple[int, ...], kv_lens: tuple[int, ...], device: torch.device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def segment_ids(lens: tuple[int, ...]) -> Tensor:
+        return torch.repeat_interleave(torch.arange(len(lens), device=device), torch.tensor(lens, device=device))
+
+    q_ids, kv_ids = segment_ids(q_lens), segment_ids(kv_lens)
+
+    def same_segment(batch, head, q_idx, kv_idx):
+        return q_ids[q_idx] == kv_ids[kv_idx]
+
+    return create_block_mask(same_segment, None, None, sum(q_lens), sum(kv_lens), device=device)
+
+
+@functools.cache
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=True)
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, q_lens: tuple[int, ...], kv_lens: tuple[int, ...]) -> Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    attend = _compiled_flex() if q.is_cuda else flex_attention
+    mask = _block_mask(q_lens, kv_lens, q.device)
+    return attend(_heads_first(q), _heads_first(k), _heads_first(v), block_mask=mask)[0].transpose(0, 1)
+
+
+@functools.cache
+def _flash_attn():
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    return flash_attn_varlen_func
+
+
+def _flash_varlen(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]) -> Tensor:
+    attend = _flash_attn()
+    if attend is None:
+        raise InvalidInputError("The 'flash' attention backend needs flash-attn installed (pip install flash-attn).")
+
+    def cumulative(lens: Sequence[int]) -> Tensor:
+        return torch.tensor([0, *lens], device=q.device).cumsum(0, dtype=torch.int32)
+
+    return attend(q, k, v, cumulative(q_lens), cumulative(kv_lens), max(q_lens), max(kv_lens))

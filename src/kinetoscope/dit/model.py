@@ -1,0 +1,288 @@
+"""The diffusion transformer: packed spacetime tokens in, rectified-flow velocity out.
+
+Shaped after Wan2.1's model.py: a linear patch embedding, a sinusoidal time embedding with
+one shared projection to six modulation vectors (each block adds its own learned offsets),
+blocks of self-attention with QK RMS norm and 3D RoPE, cross-attention to the text, and a
+GELU-tanh feed-forward, then a modulated output head. Two things differ from Wan:
+
+- Tokens are packed (see ``patches.py``): a batch of different sizes is one sequence and
+  attention never crosses samples. Time is given per token, so frames given as conditions
+  carry t = 0 while the rest are noisy; modulation is looked up per token.
+- adaLN-Zero: modulation offsets, the shared time projection and the output projection
+  start at zero, so every block starts as the identity and the output starts at zero.
+
+With ``text_attention="joint"`` a block is MMDiT's instead: text tokens join their sample's
+sequence and carry their own weights (modulation, projections, feed-forward).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from kinetoscope.dit.attention import packed_attention
+from kinetoscope.dit.config import DiTConfig
+from kinetoscope.dit.ops import Linear, gated_residual, norm_linear, norm_mlp, normalize_heads
+from kinetoscope.dit.patches import PackedBatch
+from kinetoscope.dit.rope import rope_frequencies
+from kinetoscope.errors import InvalidInputError
+from kinetoscope.modeling import PretrainedModel
+
+
+@dataclasses.dataclass
+class Packing:
+    """What every block needs to know about the batch, computed once per forward pass."""
+
+    seq_lens: Sequence[int]  # video tokens per sample
+    text_lens: Sequence[int]  # valid text tokens per sample
+    freqs: Tensor  # RoPE rotations per video token
+    index: Tensor | None  # modulation row of each video token (None: one row for all)
+    text_index: Tensor | None  # modulation row of each text token (joint attention)
+    joint_order: Tensor | None  # cat(text, video)[joint_order] puts each sample's text before its video
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of ``1000 t`` (cos first, as Wan) through a two-layer MLP."""
+
+    def __init__(self, freq_dim: int, width: int):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(Linear(freq_dim, width), nn.SiLU(), Linear(width, width))
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        angles = 1000.0 * t.float()[:, None] * freqs
+        features = torch.cat([angles.cos(), angles.sin()], dim=-1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class Stream(nn.Module):
+    """One token stream of a block: modulated self-attention projections and feed-forward.
+
+    A cross-attention block has one stream (video); a joint block has two (video and text).
+    ``modulation`` holds this block's offsets to the shared time projection: shift, scale and
+    gate for attention, then for the feed-forward. A stream that only feeds keys and values
+    to the others (text in the last joint block) has no output layers.
+    """
+
+    def __init__(self, config: DiTConfig, output: bool = True):
+        super().__init__()
+        width = config.width
+        self.heads, self.eps = config.heads, config.eps
+        self.modulation = nn.Parameter(torch.zeros(6 if output else 2, width))
+        self.qkv = Linear(width, 3 * width)
+        self.qk_norm = nn.Parameter(torch.ones(2, width))
+        if output:
+            self.out = Linear(width, width)
+            self.ffn = nn.Sequential(Linear(width, config.ffn_dim), nn.GELU("tanh"), Linear(config.ffn_dim, width))
+
+    def attention_inputs(
+        self, x: Tensor, time_mod: Tensor, index: Tensor | None, freqs: Tensor | None
+    ) -> tuple[Tensor, ...]:
+        """Queries, keys, values ``(N, heads, head_dim)`` of the modulated norm of ``x``."""
+        shift, scale = (time_mod[:, :2] + self.modulation[:2]).unbind(1)
+        qkv = norm_linear(x, 1 + scale, shift, index, self.qkv.weight, self.qkv.bias, self.eps)
+        return normalize_heads(qkv.unflatten(1, (3, self.heads, -1)), self.qk_norm, freqs, self.eps)
+
+    def attention_residual(self, x: Tensor, attended: Tensor, time_mod: Tensor, index: Tensor | None) -> Tensor:
+        gate = time_mod[:, 2] + self.modulation[2]
+        return gated_residual(x, self.out(attended.flatten(1)), gate, index)
+
+    def feed_forward_residual(self, x: Tensor, time_mod: Tensor, index: Tensor | None) -> Tensor:
+        shift, scale, gate = (time_mod[:, 3:] + self.modulation[3:]).unbind(1)
+        fc1, _, fc2 = self.ffn
+        y = norm_mlp(x, 1 + scale, shift, index, fc1.weight, fc1.bias, fc2.weight, fc2.bias, self.eps)
+        return gated_residual(x, y, gate, index)
+
+
+class CrossAttention(nn.Module):
+    """Each sample's video tokens attend to that sample's text tokens (layer norm, QK RMS norm)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        width = config.width
+        self.heads, self.eps = config.heads, config.eps
+        self.norm = nn.LayerNorm(width, eps=config.eps)
+        self.q = Linear(width, width)
+        self.kv = Linear(width, 2 * width)
+        self.q_norm = nn.Parameter(torch.ones(1, width))
+        self.k_norm = nn.Parameter(torch.ones(1, width))
+        self.out = Linear(width, width)
+
+    def forward(self, x: Tensor, text: Tensor, packing: Packing) -> Tensor:
+        q = norm_linear(x, self.norm.weight[None], self.norm.bias[None], None, self.q.weight, self.q.bias, self.eps)
+        (q,) = normalize_heads(q.unflatten(1, (1, self.heads, -1)), self.q_norm, None, self.eps)
+        k, v = normalize_heads(self.kv(text).unflatten(1, (2, self.heads, -1)), self.k_norm, None, self.eps)
+        return self.out(packed_attention(q, k, v, packing.seq_lens, packing.text_lens).flatten(1))
+
+
+class CrossBlock(nn.Module):
+    """Wan2.1's block: self-attention, cross-attention to the text, feed-forward."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.video = Stream(config)
+        self.cross = CrossAttention(config)
+
+    def forward(self, x: Tensor, text: Tensor, time_mod: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
+        q, k, v = self.video.attention_inputs(x, time_mod, packing.index, packing.freqs)
+        x = self.video.attention_residual(x, packed_attention(q, k, v, packing.seq_lens), time_mod, packing.index)
+        x = x + self.cross(x, text, packing)
+        return self.video.feed_forward_residual(x, time_mod, packing.index), text
+
+
+class JointBlock(nn.Module):
+    """MMDiT's block: one attention over each sample's text and video tokens, separate weights."""
+
+    def __init__(self, config: DiTConfig, text_output: bool):
+        super().__init__()
+        self.video = Stream(config)
+        self.text = Stream(config, output=text_output)
+
+    def forward(self, x: Tensor, text: Tensor, time_mod: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
+        video_qkv = self.video.attention_inputs(x, time_mod, packing.index, packing.freqs)
+        text_qkv = self.text.attention_inputs(text, time_mod, packing.text_index, None)
+        order = packing.joint_order
+        q, k, v = (torch.cat([t, s])[order] for t, s in zip(text_qkv, video_qkv))
+        joint_lens = [a + b for a, b in zip(packing.text_lens, packing.seq_lens)]
+        attended = torch.empty_like(q).index_copy_(0, order, packed_attention(q, k, v, joint_lens))
+        text_attended, video_attended = attended.split([text.shape[0], x.shape[0]])
+        x = self.video.attention_residual(x, video_attended, time_mod, packing.index)
+        x = self.video.feed_forward_residual(x, time_mod, packing.index)
+        if hasattr(self.text, "out"):
+            text = self.text.attention_residual(text, text_attended, time_mod, packing.text_index)
+            text = self.text.feed_forward_residual(text, time_mod, packing.text_index)
+        return x, text
+
+
+class Head(nn.Module):
+    """Final modulated layer norm and projection back to patch features (zero at init)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.eps = config.eps
+        self.modulation = nn.Parameter(torch.zeros(2, config.width))
+        self.proj = Linear(config.width, config.patch_dim)
+
+    def forward(self, x: Tensor, temb: Tensor, index: Tensor | None) -> Tensor:
+        shift, scale = (temb[:, None] + self.modulation).unbind(1)
+        return norm_linear(x, 1 + scale, shift, index, self.proj.weight, self.proj.bias, self.eps)
+
+
+class DiT(PretrainedModel):
+    """Rectified-flow diffusion transformer over packed spacetime patches.
+
+    ``forward(batch, t, text, text_mask)``: ``batch.tokens`` ``(N, patch_dim)`` are the noisy
+    latent patches, ``t`` ``(N,)`` each token's time in [0, 1], ``text`` ``(B, L, text_dim)`` with
+    ``text_mask`` ``(B, L)`` bool marking real tokens. Returns the velocity ``(N, patch_dim)``.
+    """
+
+    config_class = DiTConfig
+
+    def __init__(self, config: DiTConfig):
+        super().__init__(config)
+        width = config.width
+        self.patch_embed = Linear(config.patch_dim, width)
+        self.text_embed = nn.Sequential(Linear(config.text_dim, width), nn.GELU("tanh"), Linear(width, width))
+        self.time_embed = TimeEmbedding(config.freq_dim, width)
+        self.time_modulation = nn.Sequential(nn.SiLU(), Linear(width, 6 * width))
+        if config.text_attention == "cross":
+            self.blocks = nn.ModuleList(CrossBlock(config) for _ in range(config.depth))
+        else:
+            self.blocks = nn.ModuleList(JointBlock(config, i < config.depth - 1) for i in range(config.depth))
+        self.head = Head(config)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier linears with zero biases; adaLN-Zero: modulation and output start at zero."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for module in (self.text_embed, self.time_embed.mlp):
+            for layer in module:
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, std=0.02)
+        for name, param in self.named_parameters():
+            if name.endswith("modulation"):
+                nn.init.zeros_(param)
+        for layer in (self.time_modulation[1], self.head.proj):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, batch: PackedBatch, t: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        self._check_inputs(batch, t, text, text_mask)
+        times, index = _time_rows(t)
+        temb = self.time_embed(times)
+        time_mod = self.time_modulation(temb).unflatten(1, (6, -1))
+        text_mask = text_mask.to(torch.bool)
+        text_tokens = self.text_embed(text[text_mask])
+        text_lens = text_mask.sum(1).tolist()
+        packing = Packing(
+            seq_lens=batch.seq_lens,
+            text_lens=text_lens,
+            freqs=rope_frequencies(batch.positions, self.config.head_dim, self.config.rope_theta),
+            index=index,
+            text_index=None,
+            joint_order=None,
+        )
+        if self.config.text_attention == "joint":
+            packing.text_index = _text_rows(t, times, index, batch.seq_lens, text_lens)
+            packing.joint_order = _joint_order(text_lens, batch.seq_lens, t.device)
+        x = self.patch_embed(batch.tokens)
+        for block in self.blocks:
+            x, text_tokens = block(x, text_tokens, time_mod, packing)
+        return self.head(x, temb, index)
+
+    def _check_inputs(self, batch: PackedBatch, t: Tensor, text: Tensor, text_mask: Tensor) -> None:
+        n, features = batch.tokens.shape
+        config = self.config
+        if features != config.patch_dim or tuple(batch.patch_size) != tuple(config.patch_size):
+            raise InvalidInputError(
+                f"Tokens have {features} features with patch size {batch.patch_size}; this model takes "
+                f"{config.patch_dim} ({config.in_channels} channels, patch size {config.patch_size})."
+            )
+        if t.shape != (n,):
+            raise InvalidInputError(f"Time must have one value per token, shape ({n},); got {tuple(t.shape)}.")
+        batch_size = len(batch.grids)
+        if text.ndim != 3 or text.shape[0] != batch_size or text.shape[2] != config.text_dim:
+            raise InvalidInputError(
+                f"Text embeddings must have shape ({batch_size}, L, {config.text_dim}); got {tuple(text.shape)}."
+            )
+        if text_mask.shape != text.shape[:2]:
+            raise InvalidInputError(f"The text mask must have shape {tuple(text.shape[:2])}; got {tuple(text_mask.shape)}.")
+
+
+def _time_rows(t: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Distinct times (modulation is computed once per time) and each token's row; None if only one."""
+    times, index = torch.unique(t, return_inverse=True)
+    return times, (None if len(times) == 1 else index)
+
+
+def _text_rows(
+    t: Tensor, times: Tensor, index: Tensor | None, seq_lens: Sequence[int], text_lens: Sequence[int]
+) -> Tensor | None:
+    """Text tokens take their sample's noise level: the largest time among its video tokens."""
+    if index is None:
+        return None
+    samples = torch.repeat_interleave(torch.arange(len(seq_lens), device=t.device), torch.tensor(seq_lens, device=t.device))
+    sample_rows = torch.zeros(len(seq_lens), dtype=index.dtype, device=t.device).scatter_reduce_(
+        0, samples, index, reduce="amax", include_self=False
+    )
+    return torch.repeat_interleave(sample_rows, torch.tensor(text_lens, device=t.device))
+
+
+def _joint_order(text_lens: Sequence[int], seq_lens: Sequence[int], device: torch.device) -> Tensor:
+    """Indices into ``cat(text, video)`` that give ``[text_0, video_0, text_1, video_1, ...]``."""
+    text_starts = itertools.accumulate(text_lens, initial=0)
+    video_starts = itertools.accumulate(seq_lens, initial=sum(text_lens))
+    pieces = []
+    for m, n, text_start, video_start in zip(text_lens, seq_lens, text_starts, video_starts):
+        pieces += [torch.arange(text_start, text_start + m), torch.arange(video_start, video_start + n)]
+    return torch.cat(pieces).to(device)
