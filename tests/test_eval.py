@@ -164,6 +164,8 @@ def test_adherence_sees_a_wrong_direction_and_a_missing_bounce():
     assert [c["passed"] for c in result.details["claims"]] == [True, True, False, True]
     no_bounce = prompt_adherence(clip.frames, f"a {obj['color']} ball bounces off the floor", fps=clip.fps)
     assert not no_bounce.passed
+    image = prompt_adherence(clip.frames[:1], clip.caption, fps=clip.fps)  # an image: colour, shape and count only
+    assert image.passed and image.count == 3
 
 
 # ---------------------------------------------------------------- object permanence

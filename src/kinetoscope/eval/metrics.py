@@ -148,7 +148,8 @@ def prompt_adherence(
     """Share of the prompt's claims the video shows: colours, shapes, count, directions, bounces, collisions.
 
     Needs nothing but the frames: each named colour must be detected in at least
-    ``MIN_FRAMES_PRESENT`` frames, with the named shape by majority over the frames where it is
+    ``MIN_FRAMES_PRESENT`` frames (all of them in shorter clips; images are checked for
+    colours, shapes and count only), with the named shape by majority over the frames where it is
     wholly in view; the number of colours present must equal the count; a named direction must be
     within ``DIRECTION_TOLERANCE`` of the initial velocity (fitted on the frames before its first
     bounce or collision), ``stays still`` below ``STILL_SPEED``; ``falls`` means it goes down; a
@@ -242,7 +243,8 @@ def _impulses(times: np.ndarray, positions: np.ndarray, frame_time: float) -> li
 
 
 def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float) -> list[tuple[str, bool, Any]]:
-    present = {c: t for c, t in tracks.items() if t.seen >= MIN_FRAMES_PRESENT}
+    present = {c: t for c, t in tracks.items() if t.seen >= min(MIN_FRAMES_PRESENT, frames)}
+    moving = frames >= 3  # an image, or two frames, shows no motion to check
     # A direction is that of the first frame: not to be seen when the prompt has the object bounce by frame 2.
     hit_early = {key for e in claims.events if e.frames and min(e.frames) <= 2 for key in e.objects}
     checks: list[tuple[str, bool, Any]] = []
@@ -254,14 +256,14 @@ def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, 
             continue
         checks.append((f"the {obj.color} object is a {obj.shape}", track.shape == obj.shape, track.shape))
         early = obj.motion in ("moves", "thrown") and (obj.color, obj.shape) in hit_early
-        if obj.motion is not None and not claims.camera_moves and not early:
+        if obj.motion is not None and moving and not claims.camera_moves and not early:
             ok, seen = _check_motion(obj, track)
             checks.append((f"the {name} {_motion_words(obj)}", ok, seen))
     if claims.count is not None:
         checks.append((f"{claims.count} objects", len(present) == claims.count, sorted(present)))
     for event in claims.events:
         # An event in the first or last two frames has no before or after to see it by.
-        if event.frames and all(f < 2 or f > frames - 2 for f in event.frames):
+        if not moving or (event.frames and all(f < 2 or f > frames - 2 for f in event.frames)):
             continue
         colors = [c for c, _ in event.objects]
         names = " and the ".join(f"{c} {s}" for c, s in event.objects)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from kinetoscope.eval.detect import Detection, match_objects
-from kinetoscope.eval.metrics import THRESHOLDS, json_ready
+from kinetoscope.eval.metrics import THRESHOLDS, MetricResult, json_ready
 from kinetoscope.eval.suites import SuiteResult
 from kinetoscope.files import atomic_write_text
 from kinetoscope.world import render_state
@@ -51,7 +51,7 @@ def write_report(out: str | Path, results: list[SuiteResult], *, title: str, com
 
 def _suite_section(result: SuiteResult, pictures: Path) -> list[str]:
     suite = result.suite
-    lines = ["", f"## {suite.name}", "", f"{suite.description}. Given frames: {suite.given}.", ""]
+    lines = ["", f"## {suite.name}", "", f"{suite.description[:1].upper()}{suite.description[1:]}.", ""]
     lines += ["| clip | " + " | ".join(suite.metrics) + " |", "|---" * (len(suite.metrics) + 1) + "|"]
     for clip in result.clips:
         cells = [_cell(clip.metrics.get(name)) for name in suite.metrics]
@@ -66,10 +66,19 @@ def _suite_section(result: SuiteResult, pictures: Path) -> list[str]:
             "",
             f"![frames of {clip.name}](pictures/{stem}_frames.png)",
         ]
-        failed = [f"{name}: {r.over}" for name, r in clip.metrics.items() if r.passed is False]
+        failed = [_failure(name, r) for name, r in clip.metrics.items() if r.passed is False]
         if failed:
             lines += ["", "Failed: " + "; ".join(failed) + "."]
     return lines
+
+
+def _failure(name: str, result: MetricResult) -> str:
+    """What failed, in a few words: the claims not seen, or the value against its threshold."""
+    claims = [c["claim"] for c in result.details.get("claims", []) if not c["passed"]]
+    if claims:
+        return f"{name}: not seen: " + ", ".join(claims)
+    value = "no value" if result.value is None else f"{result.value:.4g} {result.unit}"
+    return f"{name} {value} (threshold {THRESHOLDS[name]:g}) over {result.over}"
 
 
 def _cell(result: Any) -> str:
