@@ -96,8 +96,7 @@ def detect_video(frames: np.ndarray, colors: Iterable[str] = OBJECT_COLORS) -> l
     pixels = frames.astype(np.float32)
     found: list[list[Detection]] = [[] for _ in range(len(frames))]
     for color, components in objects.items():
-        # Pixels at or next to another object belong to it, not to a blend with this one.
-        others = ndimage.binary_dilation(_union(kept, color), _IN_PLANE)
+        others = _union(kept, color) if components else None
         rgb = np.asarray(COLORS[color], dtype=np.float32)
         for t, box, component in components:
             found[t].append(_measure(pixels[t], color, rgb, component, (box[0].start, box[1].start), others[t]))
@@ -110,16 +109,17 @@ _IN_PLANE = np.stack([np.zeros((3, 3), bool), _EIGHT, np.zeros((3, 3), bool)])
 
 def _object_components(color: str, cores: dict[str, np.ndarray]) -> list[tuple[int, tuple[slice, slice], np.ndarray]]:
     """``(frame, box, mask)`` of each core component of ``color`` that is an object, not a seam or a rim."""
+    labels, count = ndimage.label(cores[color], structure=_IN_PLANE)
+    if count == 0:
+        return []
     other_cores = _union(cores, color)
-    near_others = ndimage.binary_dilation(other_cores, _IN_PLANE, iterations=2)
-    labels, _ = ndimage.label(cores[color], structure=_IN_PLANE)
     components = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         t, area = box[0].start, box[1:]
         component = labels[t][area] == index
-        if component.sum() >= MIN_AREA and not _is_rim(component, near_others[t][area], _around(other_cores[t], area)):
+        if component.sum() >= MIN_AREA and not _is_rim(component, other_cores[t], area):
             components.append((t, area, component))
     return components
 
@@ -132,16 +132,18 @@ def _union(masks: dict[str, np.ndarray], leave_out: str) -> np.ndarray:
     return union
 
 
-def _around(mask: np.ndarray, box: tuple[slice, slice], pad: int = 2) -> np.ndarray:
-    rows, cols = box
-    return mask[max(rows.start - pad, 0) : rows.stop + pad, max(cols.start - pad, 0) : cols.stop + pad]
-
-
-def _is_rim(component: np.ndarray, near_others: np.ndarray, other_cores_around: np.ndarray) -> bool:
+def _is_rim(component: np.ndarray, other_cores: np.ndarray, box: tuple[slice, slice]) -> bool:
     """A thin band of blended pixels around a bigger object of another colour (red over white looks
-    pink at its edge): mostly within two pixels of that colour, almost nothing left after peeling
-    one pixel off, and fewer pixels than the other colour has around it."""
-    if near_others[component].mean() < 0.5 or other_cores_around.sum() <= component.sum():
+    pink at its edge): mostly within two pixels of that colour, fewer pixels than the other colour
+    has around it, and almost nothing left after peeling one pixel off."""
+    rows, cols = box
+    top, left = max(rows.start - 2, 0), max(cols.start - 2, 0)
+    around = other_cores[top : rows.stop + 2, left : cols.stop + 2]
+    if around.sum() <= component.sum():
+        return False
+    near = ndimage.binary_dilation(around, _EIGHT, iterations=2)
+    inner = near[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+    if inner[component].mean() < 0.5:
         return False
     return ndimage.binary_erosion(component, _EIGHT).sum() < RIM_CORE * component.sum()
 
@@ -201,12 +203,12 @@ def _soft_mask(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Coverage ``alpha`` of ``rgb`` around a core component, and the top-left corner of its window.
 
-    ``others`` (frame-sized) marks pixels that belong to other objects: they get no coverage.
+    ``others`` (frame-sized) marks pixels of other objects: they and their neighbours get no coverage.
     """
     window, (r0, c0) = _window(core, origin, frame.shape[:2], RING_OUTER + 1)
     grown = ndimage.binary_dilation(window, _EIGHT, iterations=GROW)
     if others is not None:
-        grown &= ~others[r0 : r0 + window.shape[0], c0 : c0 + window.shape[1]]
+        grown &= ~ndimage.binary_dilation(others[r0 : r0 + window.shape[0], c0 : c0 + window.shape[1]], _EIGHT)
     ring = ndimage.binary_dilation(window, _EIGHT, iterations=RING_OUTER) & ~ndimage.binary_dilation(
         window, _EIGHT, iterations=RING_INNER
     )
