@@ -265,3 +265,16 @@ def test_lora_adapts_weights_read_directly_and_merges_back():
     torch.testing.assert_close(model(x), adapted)
     with pytest.raises(ConfigError, match="matches no linear layer"):
         apply_lora(Fused(), LoRAConfig(rank=2, target="nothing"))
+
+
+def test_every_shipped_config_is_valid():
+    from kinetoscope.train.tasks import task_class
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    for name in ("vae-tiny", "dit-tiny", "vae-world", "dit-s", "dit-b", "dit-1.3b", "dit-finetune-lora"):
+        assert name in names
+    for name in names:
+        kind = name.split("-")[0]
+        cfg = load_train_config(kind, root / f"{name}.yaml")
+        task_class(kind).config_class.from_dict(cfg.task_options)

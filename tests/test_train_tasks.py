@@ -111,3 +111,41 @@ def test_lora_fine_tune_trains_only_adapters_and_exports_merged(world_data, tmp_
 def test_train_dit_needs_a_vae(tmp_path, cli):
     code, _, err = run_cli(cli, tmp_path, "dit", {"run_dir": str(tmp_path / "r"), "data": {"source": "world"}})
     assert code == 2 and "needs a trained VAE" in err
+
+
+def test_train_vae_with_discriminator_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
+    from safetensors.torch import load_file
+
+    from kinetoscope.vae import CausalVAE
+
+    run = tmp_path / "run"
+    cfg = {
+        "run_dir": str(run),
+        "steps": 3,
+        "log_every": 1,
+        "checkpoint_every": 1,
+        "keep_last": 5,
+        "sample_every": 3,
+        "data": {"source": "manifest", "manifest": str(world_data / "mixed.jsonl"), "token_budget": 9 * 32 * 32 * 2},
+        # The discriminator joins at step index 1: steps 2 and 3 train both optimizers.
+        "task": {"loss": {"discriminator_start": 1, "adversarial_weight": 0.1}, "discriminator_channels": 8},
+    }
+    code, _, err = run_cli(cli, tmp_path, "vae", cfg)
+    assert code == 0, err
+    rows = read_metrics(run)
+    assert rows[0]["loss_disc"] == "nan" and all(float(r["loss_disc"]) > 0 for r in rows[1:])
+    assert float(rows[0]["adversarial"]) == 0.0 and float(rows[2]["adversarial"]) != 0.0
+    assert all(0 < float(r["l1"]) < 2 and 0 < float(r["kl"]) for r in rows)
+    assert sorted(read_skipped(run)) == sorted(str(world_data / "clips" / n) for n in ("broken.mp4", "gone.mp4"))
+
+    def disc(step):
+        state = load_file(str(run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+        return {k: v for k, v in state.items() if k.startswith("disc.")}
+
+    assert disc(1) and not all(torch.equal(disc(1)[k], v) for k, v in disc(2).items())  # trained from step 2
+    ema = load_file(str(run / "checkpoints" / "step_00000003" / "ema.safetensors"))
+    assert ema and not any(k.startswith("disc.") for k in ema)  # the discriminator has no EMA
+    vae = CausalVAE.from_pretrained(run / "final")
+    assert len(vae.config.latent_mean) == len(vae.config.latent_std) == vae.latent_channels == 4
+    assert all(s > 0 for s in vae.config.latent_std)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000003_0.mp4", "step_00000003_1.mp4"]
