@@ -1,0 +1,97 @@
+"""``VAEConfig``: the shape of the causal 3D VAE, and the per-channel latent statistics.
+
+Presets: ``tiny`` for tests, ``world`` for the bundled model, ``wan`` with the shape of
+diffusers' ``AutoencoderKLWan`` (Wan 2.1) for side-by-side benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+from kinetoscope.config import Config
+from kinetoscope.errors import ConfigError
+
+
+@dataclasses.dataclass
+class VAEConfig(Config):
+    in_channels: int = 3
+    #: Channels of the first level; level i has ``base_channels * channel_multipliers[i]``.
+    base_channels: int = 64
+    channel_multipliers: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 1
+    latent_channels: int = 16
+    #: 4, 8 or 16: pixels per latent along height and width.
+    spatial_compression: int = 8
+    #: 1, 2 or 4: latent frame i > 0 covers pixel frames ``tc*i - tc + 1 .. tc*i``; frame 0 is alone.
+    temporal_compression: int = 4
+    #: Single-head attention within each frame in the middle block (as Wan does).
+    mid_attention: bool = True
+    #: Per-channel statistics of un-normalised latents, measured on data (``kinetoscope.vae.stats``).
+    #: ``encode`` returns ``(z - mean) / std``; empty means 0 and 1.
+    latent_mean: tuple[float, ...] = ()
+    latent_std: tuple[float, ...] = ()
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {
+            "base_channels": 8,
+            "channel_multipliers": (1, 2, 2, 2),
+            "num_res_blocks": 1,
+            "latent_channels": 4,
+        },
+        # ~13M parameters: trains on one GPU in well under an hour, runs on a laptop CPU.
+        "world": {
+            "base_channels": 48,
+            "channel_multipliers": (1, 2, 4, 4),
+            "num_res_blocks": 1,
+            "latent_channels": 16,
+        },
+        # AutoencoderKLWan(base_dim=96, dim_mult=[1, 2, 4, 4], num_res_blocks=2, z_dim=16).
+        "wan": {
+            "base_channels": 96,
+            "channel_multipliers": (1, 2, 4, 4),
+            "num_res_blocks": 2,
+            "latent_channels": 16,
+        },
+    }
+
+    def __post_init__(self) -> None:
+        if self.spatial_compression not in (4, 8, 16):
+            raise ConfigError(f"spatial_compression must be 4, 8 or 16, got {self.spatial_compression}.")
+        if self.temporal_compression not in (1, 2, 4):
+            raise ConfigError(f"temporal_compression must be 1, 2 or 4, got {self.temporal_compression}.")
+        transitions = len(self.channel_multipliers) - 1
+        needed = max(self.spatial_downsamples, self.temporal_downsamples)
+        if transitions < needed:
+            raise ConfigError(
+                f"channel_multipliers {list(self.channel_multipliers)} gives {transitions} downsampling steps; "
+                f"compression {self.spatial_compression}x{self.temporal_compression} needs at least {needed} "
+                f"(give {needed + 1} multipliers)."
+            )
+        for name in ("base_channels", "num_res_blocks", "latent_channels", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("latent_mean", "latent_std"):
+            values = getattr(self, name)
+            if values and len(values) != self.latent_channels:
+                raise ConfigError(
+                    f"{name} has {len(values)} entries; it needs one per latent channel ({self.latent_channels}) or none."
+                )
+        if any(s <= 0 for s in self.latent_std):
+            raise ConfigError(f"latent_std entries must be positive, got {list(self.latent_std)}.")
+
+    @property
+    def spatial_downsamples(self) -> int:
+        return int(math.log2(self.spatial_compression))
+
+    @property
+    def temporal_downsamples(self) -> int:
+        return int(math.log2(self.temporal_compression))
+
+    def downsamples_at(self, level: int) -> tuple[bool, bool]:
+        """(spatial, temporal) halving after encoder ``level``: space early (cheap), time late (as Wan)."""
+        transitions = len(self.channel_multipliers) - 1
+        if level >= transitions:
+            return False, False
+        return level < self.spatial_downsamples, level >= transitions - self.temporal_downsamples

@@ -1,0 +1,339 @@
+"""``CausalVAE``: the video compression network.
+
+Encoder: causal conv in, residual levels with spatial/temporal halving, a middle block with
+per-frame attention, and a causal conv out to the posterior's mean and log-variance.
+Decoder: the mirror image. Frame 0 is encoded on its own, so an image is a one-frame video
+and shares the latent space with videos: ``1 + tc*k`` frames -> ``1 + k`` latent frames.
+
+Long videos go through in time chunks with a :class:`StreamCache` (exactly the one-shot
+result, memory independent of duration); large frames go through in blended spatial tiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from typing import Callable
+
+import torch
+from torch import nn
+
+from kinetoscope.errors import InvalidInputError
+from kinetoscope.modeling import PretrainedModel
+from kinetoscope.vae.config import VAEConfig
+from kinetoscope.vae.layers import (
+    CHANNELS_LAST,
+    CausalConv3d,
+    Downsample,
+    FrameAttention,
+    Head,
+    ResBlock,
+    StreamCache,
+    Upsample,
+)
+from kinetoscope.vae.tiling import tiled_map
+
+#: Pixel frames per time chunk after frame 0 (one latent frame with 4x time compression).
+DEFAULT_CHUNK_FRAMES = 4
+#: Frames larger than this (pixels, either side) are split into tiles with this much overlap.
+DEFAULT_TILE_SIZE = 512
+DEFAULT_TILE_OVERLAP = 64
+
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+@dataclasses.dataclass
+class DiagonalGaussian:
+    """The encoder's posterior q(z|x) per latent element (un-normalised latent space)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    @classmethod
+    def from_moments(cls, moments: torch.Tensor) -> "DiagonalGaussian":
+        mean, logvar = moments.chunk(2, dim=1)
+        return cls(mean, logvar.clamp(*LOGVAR_RANGE))
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, 1)) per latent element (same shape as ``mean``)."""
+        return 0.5 * (self.mean.square() + self.logvar.exp() - 1.0 - self.logvar)
+
+
+@dataclasses.dataclass
+class VAEOutput:
+    reconstruction: torch.Tensor
+    posterior: DiagonalGaussian
+
+
+def _channels(config: VAEConfig) -> list[int]:
+    return [config.base_channels * m for m in config.channel_multipliers]
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = _channels(config)
+        self.conv_in = CausalConv3d(config.in_channels, channels[0], 3)
+        blocks: list[nn.Module] = []
+        in_ch = channels[0]
+        for level, ch in enumerate(channels):
+            for _ in range(config.num_res_blocks):
+                blocks.append(ResBlock(in_ch, ch))
+                in_ch = ch
+            spatial, temporal = config.downsamples_at(level)
+            if spatial or temporal:
+                blocks.append(Downsample(ch, spatial, temporal))
+        blocks += _middle(in_ch, config.mid_attention)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = Head(in_ch, 2 * config.latent_channels)
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        x = self.conv_in(x, cache)
+        for block in self.blocks:
+            x = block(x, cache)
+        return self.head(x, cache)
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder; like Wan 2.1 each upsampling halves the channels, and each level
+    has one more residual block than the encoder's."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = _channels(config)[::-1]
+        levels = len(channels)
+        in_ch = channels[0]
+        self.conv_in = CausalConv3d(config.latent_channels, in_ch, 3)
+        blocks: list[nn.Module] = list(_middle(in_ch, config.mid_attention))
+        for i, ch in enumerate(channels):
+            for _ in range(config.num_res_blocks + 1):
+                blocks.append(ResBlock(in_ch, ch))
+                in_ch = ch
+            spatial, temporal = config.downsamples_at(levels - 2 - i) if i < levels - 1 else (False, False)
+            if spatial or temporal:
+                blocks.append(Upsample(ch, ch // 2, spatial, temporal))
+                in_ch = ch // 2
+        self.blocks = nn.ModuleList(blocks)
+        self.head = Head(in_ch, config.in_channels)
+
+    def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        x = self.conv_in(z, cache)
+        for block in self.blocks:
+            x = block(x, cache)
+        return self.head(x, cache)
+
+
+def _middle(channels: int, attention: bool) -> list[nn.Module]:
+    return [ResBlock(channels, channels), *([FrameAttention(channels)] if attention else []), ResBlock(channels, channels)]
+
+
+def stream_frames(
+    run: Callable[[torch.Tensor, StreamCache], torch.Tensor], x: torch.Tensor, chunk: int, out_frames: int
+) -> torch.Tensor:
+    """Run a causal network over time: frame 0 alone, then ``chunk`` frames at a time, carrying
+    a :class:`StreamCache`. Results go straight into one preallocated output."""
+    total = x.shape[2]
+    bounds = [0, *range(1, total, chunk), total]
+    cache = StreamCache()
+    out = None
+    position = 0
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        cache.keep = end < total
+        piece = run(x[:, :, start:end].contiguous(memory_format=CHANNELS_LAST), cache)
+        if out is None:
+            b, c, _, h, w = piece.shape
+            out = piece.new_empty((b, c, out_frames, h, w))
+        out[:, :, position : position + piece.shape[2]] = piece
+        position += piece.shape[2]
+        del piece
+    return out
+
+
+class CausalVAE(PretrainedModel):
+    """Causal 3D VAE. Pixels (B, 3, 1 + tc*k, H, W) in [-1, 1] <-> normalised latents
+    (B, C, 1 + k, H/s, W/s)."""
+
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def spatial_compression(self) -> int:
+        return self.config.spatial_compression
+
+    @property
+    def temporal_compression(self) -> int:
+        return self.config.temporal_compression
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def check_frames(self, frames: int) -> None:
+        tc = self.temporal_compression
+        if frames < 1 or (frames - 1) % tc:
+            raise InvalidInputError(
+                f"The VAE takes 1 + {tc}k frames ({', '.join(str(1 + tc * k) for k in range(4))}, ...), got {frames}.",
+                param="frames",
+            )
+
+    def check_size(self, height: int, width: int) -> None:
+        s = self.spatial_compression
+        if height < s or width < s or height % s or width % s:
+            raise InvalidInputError(
+                f"The VAE takes heights and widths that are positive multiples of {s}, got {height}x{width}.",
+                param="size",
+            )
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, t, h, w) of the latent for a video of this shape (validated)."""
+        self.check_frames(frames)
+        self.check_size(height, width)
+        s, tc = self.spatial_compression, self.temporal_compression
+        return self.latent_channels, 1 + (frames - 1) // tc, height // s, width // s
+
+    def _check_video(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.config.in_channels:
+            raise InvalidInputError(
+                f"The VAE takes videos shaped (batch, {self.config.in_channels}, frames, height, width), "
+                f"got {tuple(x.shape)}.",
+                param="video",
+            )
+        self.latent_shape(*x.shape[2:])
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        if z.ndim != 5 or z.shape[1] != self.latent_channels:
+            raise InvalidInputError(
+                f"The VAE decodes latents shaped (batch, {self.latent_channels}, frames, height, width), "
+                f"got {tuple(z.shape)}.",
+                param="latent",
+            )
+
+    def _check_chunk(self, chunk_frames: int) -> None:
+        tc = self.temporal_compression
+        if chunk_frames < 1 or chunk_frames % tc:
+            raise InvalidInputError(
+                f"chunk_frames must be a positive multiple of the temporal compression {tc}, got {chunk_frames}.",
+                param="chunk_frames",
+            )
+
+    def _check_tiles(self, tile_size: int | None, tile_overlap: int) -> None:
+        if tile_size is None:
+            return
+        s = self.spatial_compression
+        if tile_size < s or tile_size % s or tile_overlap < 0 or tile_overlap % s or tile_overlap >= tile_size:
+            raise InvalidInputError(
+                f"tile_size and tile_overlap must be multiples of {s} with 0 <= overlap < size, "
+                f"got {tile_size} and {tile_overlap}.",
+                param="tile_size",
+            )
+
+    # ------------------------------------------------------------------ latent normalisation
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        mean, std = self.config.latent_mean, self.config.latent_std
+        if not mean and not std:
+            return None
+        c = self.latent_channels
+        mean_t = torch.tensor(mean or [0.0] * c, dtype=like.dtype, device=like.device).view(1, c, 1, 1, 1)
+        std_t = torch.tensor(std or [1.0] * c, dtype=like.dtype, device=like.device).view(1, c, 1, 1, 1)
+        return mean_t, std_t
+
+    def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        stats = self._latent_stats(z)
+        return z if stats is None else (z - stats[0]) / stats[1]
+
+    def denormalize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        stats = self._latent_stats(z)
+        return z if stats is None else z * stats[1] + stats[0]
+
+    def set_latent_stats(self, mean: list[float], std: list[float]) -> None:
+        """Store measured per-channel statistics in the config (saved with the model)."""
+        self.config = self.config.replace(latent_mean=tuple(mean), latent_std=tuple(std))
+
+    # ------------------------------------------------------------------ encode / decode
+    def encode_posterior(
+        self,
+        x: torch.Tensor,
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        tile_size: int | None = DEFAULT_TILE_SIZE,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    ) -> DiagonalGaussian:
+        """The posterior over un-normalised latents (for training with a KL term)."""
+        self._check_video(x)
+        self._check_chunk(chunk_frames)
+        self._check_tiles(tile_size, tile_overlap)
+        out_frames = 1 + (x.shape[2] - 1) // self.temporal_compression
+
+        def encode_tile(tile: torch.Tensor) -> torch.Tensor:
+            return stream_frames(self.encoder, tile, chunk_frames, out_frames)
+
+        moments = self._tiled(encode_tile, x, tile_size, tile_overlap, Fraction(1, self.spatial_compression))
+        return DiagonalGaussian.from_moments(moments)
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        tile_size: int | None = DEFAULT_TILE_SIZE,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    ) -> torch.Tensor:
+        """Normalised latent: the posterior mean, or a sample drawn with ``generator``."""
+        posterior = self.encode_posterior(x, chunk_frames=chunk_frames, tile_size=tile_size, tile_overlap=tile_overlap)
+        z = posterior.sample(generator) if sample else posterior.mean
+        return self.normalize_latent(z)
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        tile_size: int | None = DEFAULT_TILE_SIZE,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        clamp: bool = True,
+    ) -> torch.Tensor:
+        """Pixels in [-1, 1] (clamped unless ``clamp=False``) from a normalised latent."""
+        self._check_latent(z)
+        self._check_chunk(chunk_frames)
+        self._check_tiles(tile_size, tile_overlap)
+        self.check_size(z.shape[-2] * self.spatial_compression, z.shape[-1] * self.spatial_compression)
+        z = self.denormalize_latent(z)
+        out_frames = 1 + (z.shape[2] - 1) * self.temporal_compression
+        latent_chunk = chunk_frames // self.temporal_compression
+
+        def decode_tile(tile: torch.Tensor) -> torch.Tensor:
+            return stream_frames(self.decoder, tile, latent_chunk, out_frames)
+
+        s = self.spatial_compression
+        tile_latent = None if tile_size is None else tile_size // s
+        x = self._tiled(decode_tile, z, tile_latent, tile_overlap // s, Fraction(s))
+        return x.clamp_(-1.0, 1.0) if clamp and not x.requires_grad else (x.clamp(-1.0, 1.0) if clamp else x)
+
+    def forward(
+        self, x: torch.Tensor, *, sample: bool = True, generator: torch.Generator | None = None, **options
+    ) -> VAEOutput:
+        """Training pass: posterior, a latent from it, and the unclamped reconstruction."""
+        posterior = self.encode_posterior(x, **options)
+        z = posterior.sample(generator) if sample else posterior.mean
+        return VAEOutput(self.decode(self.normalize_latent(z), clamp=False, **options), posterior)
+
+    @staticmethod
+    def _tiled(fn, x: torch.Tensor, tile: int | None, overlap: int, scale: Fraction) -> torch.Tensor:
+        if tile is None:
+            return fn(x)
+        return tiled_map(fn, x, tile, overlap, scale)

@@ -1,0 +1,321 @@
+"""Tests for kinetoscope.vae: shapes, validation, streaming, tiling, losses, save/load."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kinetoscope.errors import ConfigError, InvalidInputError
+from kinetoscope.vae import CausalVAE, VAEConfig
+from kinetoscope.vae.layers import CHANNELS_LAST
+from kinetoscope.vae.losses import (
+    PatchDiscriminator,
+    VAELossConfig,
+    discriminator_active,
+    hinge_discriminator_loss,
+    kl_loss,
+    ssim,
+    vae_loss,
+)
+from kinetoscope.vae.model import DiagonalGaussian
+from kinetoscope.vae.stats import measure_latent_stats
+from kinetoscope.vae.tiling import tile_starts
+
+
+def make_vae(seed: int = 0, **overrides) -> CausalVAE:
+    torch.manual_seed(seed)
+    return CausalVAE(VAEConfig.from_preset("tiny", **overrides)).eval()
+
+
+def random_video(frames: int, height: int, width: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, frames, height, width, generator=g) * 2 - 1
+
+
+def smooth_video(frames: int, height: int, width: int) -> torch.Tensor:
+    """Low-frequency colour waves: what tiling must reproduce without seams."""
+    t = torch.arange(frames).view(frames, 1, 1) / 4
+    y = torch.linspace(0, 1, height).view(1, height, 1)
+    x = torch.linspace(0, 1, width).view(1, 1, width)
+    channels = [torch.sin(2 * math.pi * (x + 0.5 * y) + t), torch.cos(2 * math.pi * y - t), torch.sin(math.pi * (x - y))]
+    shape = (frames, height, width)
+    return (0.8 * torch.stack([c.expand(shape) for c in channels])).unsqueeze(0)
+
+
+# ---------------------------------------------------------------- shapes and validation
+@pytest.mark.parametrize("frames", [1, 5, 17, 33])
+@pytest.mark.parametrize("size", [(32, 32), (32, 64), (48, 16)])
+def test_shapes_for_frame_counts_and_aspect_ratios(frames, size):
+    vae = make_vae()
+    h, w = size
+    with torch.no_grad():
+        z = vae.encode(random_video(frames, h, w))
+        x_hat = vae.decode(z)
+    assert z.shape == (1, 4, 1 + (frames - 1) // 4, h // 8, w // 8)
+    assert z.shape[1:] == vae.latent_shape(frames, h, w)
+    assert x_hat.shape == (1, 3, frames, h, w)
+    assert x_hat.abs().max() <= 1.0 and torch.isfinite(x_hat).all()
+
+
+@pytest.mark.parametrize(("spatial", "temporal", "multipliers"), [(4, 1, (1, 2, 2)), (16, 2, (1, 1, 2, 2, 2)), (8, 2, (1, 2, 2, 2))])
+def test_other_compressions(spatial, temporal, multipliers):
+    vae = make_vae(spatial_compression=spatial, temporal_compression=temporal, channel_multipliers=multipliers)
+    frames = 1 + 2 * temporal
+    with torch.no_grad():
+        z = vae.encode(random_video(frames, 32, 48))
+        assert z.shape == (1, 4, 3, 32 // spatial, 48 // spatial)
+        assert vae.decode(z).shape == (1, 3, frames, 32, 48)
+
+
+def test_invalid_configs_raise_config_error():
+    with pytest.raises(ConfigError, match="spatial_compression"):
+        VAEConfig.from_preset("tiny", spatial_compression=6)
+    with pytest.raises(ConfigError, match="needs at least 4"):
+        VAEConfig.from_preset("tiny", spatial_compression=16)
+    with pytest.raises(ConfigError, match="one per latent channel"):
+        VAEConfig.from_preset("tiny", latent_mean=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("frames", [0, 2, 4, 6, 16])
+def test_invalid_frame_counts_name_the_accepted_ones(frames):
+    vae = make_vae()
+    with pytest.raises(InvalidInputError, match=r"1 \+ 4k frames \(1, 5, 9, 13, \.\.\.\), got " + str(frames)):
+        vae.encode(torch.zeros(1, 3, frames, 32, 32))
+
+
+@pytest.mark.parametrize("size", [(30, 32), (32, 4), (0, 32)])
+def test_invalid_sizes_name_the_accepted_ones(size):
+    vae = make_vae()
+    with pytest.raises(InvalidInputError, match="multiples of 8"):
+        vae.encode(torch.zeros(1, 3, 1, *size))
+
+
+def test_other_bad_inputs():
+    vae = make_vae()
+    with pytest.raises(InvalidInputError, match=r"\(batch, 3, frames, height, width\)"):
+        vae.encode(torch.zeros(3, 1, 32, 32))
+    with pytest.raises(InvalidInputError, match=r"\(batch, 4, frames"):
+        vae.decode(torch.zeros(1, 3, 1, 4, 4))
+    with pytest.raises(InvalidInputError, match="chunk_frames"):
+        vae.encode(torch.zeros(1, 3, 5, 32, 32), chunk_frames=6)
+    with pytest.raises(InvalidInputError, match="tile_size"):
+        vae.encode(torch.zeros(1, 3, 1, 32, 32), tile_size=20)
+
+
+# ---------------------------------------------------------------- streaming
+def test_chunked_equals_one_shot_in_float64():
+    vae = make_vae().double()
+    x = random_video(13, 32, 32).double()
+    with torch.no_grad():
+        one_shot_moments = vae.encoder(x)  # no cache: the whole video at once
+        one_shot_video = vae.decoder(one_shot_moments[:, :4])
+        for chunk in (4, 8):
+            moments = vae.encode_posterior(x, chunk_frames=chunk)
+            torch.testing.assert_close(moments.mean, one_shot_moments[:, :4], rtol=0, atol=1e-12)
+            video = vae.decode(moments.mean, chunk_frames=chunk, clamp=False)
+            torch.testing.assert_close(video, one_shot_video, rtol=0, atol=1e-12)
+
+
+def test_chunked_equals_one_shot_in_float32_channels_last_fast_path():
+    vae = make_vae(seed=1)
+    x = random_video(13, 32, 32, seed=1)
+    with torch.no_grad():
+        one_shot = vae.encoder(x.contiguous(memory_format=CHANNELS_LAST))[:, :4]
+        chunked = vae.encode_posterior(x, chunk_frames=4).mean
+        torch.testing.assert_close(chunked, one_shot, rtol=1e-5, atol=1e-5)
+        one_shot_video = vae.decoder(one_shot.contiguous(memory_format=CHANNELS_LAST))
+        torch.testing.assert_close(vae.decode(one_shot, clamp=False), one_shot_video, rtol=1e-5, atol=1e-5)
+
+
+def test_frame_zero_is_encoded_on_its_own():
+    vae = make_vae()
+    x = random_video(9, 32, 32)
+    changed = x.clone()
+    changed[:, :, 1:] = -changed[:, :, 1:]
+    with torch.no_grad():
+        z, z_changed = vae.encode(x), vae.encode(changed)
+        image_latent = vae.encode(x[:, :, :1])
+    torch.testing.assert_close(z[:, :, 0], z_changed[:, :, 0])  # causal: later frames cannot reach latent 0
+    torch.testing.assert_close(z[:, :, :1], image_latent)  # an image is a one-frame video
+    assert not torch.allclose(z[:, :, 1:], z_changed[:, :, 1:])
+
+
+def _peak_allocated(fn) -> int:
+    """Peak bytes that torch allocated on the CPU while ``fn`` ran (the profiler's allocator hook)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def test_streaming_memory_does_not_grow_with_duration():
+    vae = make_vae()
+    short, long = random_video(9, 64, 64), random_video(65, 64, 64)
+    with torch.no_grad():
+        vae.encode(short)
+        peak_short = _peak_allocated(lambda: vae.encode(short))
+        peak_long = _peak_allocated(lambda: vae.encode(long))
+    assert peak_long < 1.1 * peak_short, (peak_short, peak_long)
+
+
+# ---------------------------------------------------------------- tiling
+def test_tile_starts_cover_with_overlap():
+    assert tile_starts(64, 128, 16) == [0]
+    starts = tile_starts(200, 64, 16)
+    assert starts[0] == 0 and starts[-1] == 200 - 64
+    assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:]))
+
+
+def test_tiled_decode_matches_untiled_on_smooth_input():
+    vae = make_vae()
+    with torch.no_grad():
+        z = vae.encode(smooth_video(1, 256, 256), tile_size=None)
+        whole = vae.decode(z, tile_size=None)
+        tiled = vae.decode(z, tile_size=128, tile_overlap=64)
+    # Tiles differ from the whole frame only where a tile's zero padding or the per-frame
+    # attention reach. Bound: on average less than one 8-bit level (2/255), i.e. invisible
+    # once written to a video; the worst pixel within a few levels.
+    difference = (tiled - whole).abs()
+    assert difference.mean() < 1 / 127.5, difference.mean()
+    assert difference.max() < 8 / 127.5, difference.max()
+
+
+def test_tiles_are_exact_away_from_seams_without_attention():
+    vae = make_vae(mid_attention=False)
+    x = smooth_video(1, 256, 256)
+    with torch.no_grad():
+        z = vae.encode(x, tile_size=None)
+        whole, tiled = vae.decode(z, tile_size=None), vae.decode(z, tile_size=192, tile_overlap=64)
+        whole_z, tiled_z = z, vae.encode(x, tile_size=192, tile_overlap=64)
+    # Tiles start at pixel 0 and 64; the second tile's blend ramp begins at 64, and the first
+    # tile's border (192) is beyond the receptive field of pixels < 64, so those are exact.
+    torch.testing.assert_close(tiled[..., :64, :64], whole[..., :64, :64], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tiled_z[..., :8, :8], whole_z[..., :8, :8], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiling_bounds_memory_for_large_frames():
+    vae = make_vae()
+    x = smooth_video(1, 512, 512)
+    with torch.no_grad():
+        z = vae.encode(x, tile_size=128, tile_overlap=32)
+        assert z.shape == (1, 4, 1, 64, 64)
+        untiled = _peak_allocated(lambda: vae.decode(z, tile_size=None))
+        tiled = _peak_allocated(lambda: vae.decode(z, tile_size=128, tile_overlap=32))
+    assert tiled < 0.5 * untiled, (tiled, untiled)
+
+
+# ---------------------------------------------------------------- latents
+def test_latent_normalisation_is_applied_and_removed():
+    vae = make_vae()
+    x = random_video(5, 32, 32)
+    mean, std = [0.5, -1.0, 0.0, 2.0], [2.0, 0.5, 1.0, 4.0]
+    with torch.no_grad():
+        raw = vae.encode(x)
+        raw_video = vae.decode(raw)
+        vae.set_latent_stats(mean, std)
+        normalised = vae.encode(x)
+        expected = (raw - torch.tensor(mean).view(1, 4, 1, 1, 1)) / torch.tensor(std).view(1, 4, 1, 1, 1)
+        torch.testing.assert_close(normalised, expected)
+        torch.testing.assert_close(vae.decode(normalised), raw_video)
+    assert vae.config.latent_mean == tuple(mean)
+
+
+def test_measured_stats_normalise_latents():
+    vae = make_vae()
+    videos = [random_video(5, 32, 32, seed=s) for s in range(3)] + [random_video(1, 16, 48, seed=9)]
+    mean, std = measure_latent_stats(vae, videos)
+    vae.set_latent_stats(mean, std)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(v).flatten(2) for v in videos], dim=2)
+    torch.testing.assert_close(z.mean(dim=(0, 2)), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 2), unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
+
+
+def test_sampling_follows_the_generator():
+    vae = make_vae()
+    x = random_video(5, 32, 32)
+    with torch.no_grad():
+        a = vae.encode(x, sample=True, generator=torch.Generator().manual_seed(3))
+        b = vae.encode(x, sample=True, generator=torch.Generator().manual_seed(3))
+        c = vae.encode(x, sample=True, generator=torch.Generator().manual_seed(4))
+        mean = vae.encode(x)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c) and not torch.allclose(a, mean)
+
+
+def test_training_pass_matches_inference_and_has_gradients():
+    vae = make_vae()
+    x = random_video(5, 32, 32)
+    out = vae(x, sample=False)
+    with torch.no_grad():
+        expected = vae.decode(vae.encode(x), clamp=False)
+    torch.testing.assert_close(out.reconstruction, expected, rtol=1e-4, atol=1e-5)
+    loss, logs = vae_loss(x, out.reconstruction, out.posterior, VAELossConfig())
+    loss.backward()
+    grads = [p.grad for p in vae.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    assert set(logs) == {"l1", "ssim", "kl", "loss"}
+
+
+# ---------------------------------------------------------------- losses
+def test_reconstruction_terms_on_known_inputs():
+    x = random_video(3, 32, 32)
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    noise = random_video(3, 32, 32, seed=5)
+    slightly, badly = ssim(x, x + 0.1 * noise).item(), ssim(x, x + 0.5 * noise).item()
+    assert 1.0 > slightly > badly
+    # Flat frames a and b: SSIM = (2ab + c1) / (a^2 + b^2 + c1) with c1 = (0.01 * 2)^2.
+    flat = ssim(torch.full((1, 3, 1, 16, 16), 0.5), torch.full((1, 3, 1, 16, 16), -0.5)).item()
+    assert flat == pytest.approx((-0.5 + 4e-4) / (0.5 + 4e-4), rel=1e-5)
+    standard = DiagonalGaussian(torch.zeros(1, 4, 2, 4, 4), torch.zeros(1, 4, 2, 4, 4))
+    assert kl_loss(standard).item() == 0.0
+    shifted = DiagonalGaussian(torch.ones(1, 4, 2, 4, 4), torch.zeros(1, 4, 2, 4, 4))
+    assert kl_loss(shifted).item() == pytest.approx(0.5)
+    loss, logs = vae_loss(x, x.clone(), standard, VAELossConfig())
+    assert logs["l1"] == 0.0 and logs["kl"] == 0.0 and loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_hinge_losses_on_known_logits():
+    assert hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0.0
+    assert hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == 2.0
+
+
+def test_discriminator_is_off_before_warm_up():
+    config = VAELossConfig(discriminator_start=10, adversarial_weight=0.5)
+    assert not discriminator_active(9, config) and discriminator_active(10, config)
+    assert not discriminator_active(10, config.replace(adversarial_weight=0.0))
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(channels=8)
+    x = random_video(5, 32, 32)
+    x_hat = random_video(5, 32, 32, seed=1)
+    posterior = DiagonalGaussian(torch.zeros(1, 4, 2, 4, 4), torch.zeros(1, 4, 2, 4, 4))
+    before, logs_before = vae_loss(x, x_hat, posterior, config, step=9, discriminator=disc)
+    after, logs_after = vae_loss(x, x_hat, posterior, config, step=10, discriminator=disc)
+    assert "adversarial" not in logs_before and "adversarial" in logs_after
+    expected = before + 0.5 * -disc(x_hat).mean()
+    torch.testing.assert_close(after, expected)
+    assert disc(x).shape[:3] == (1, 1, 5)
+
+
+# ---------------------------------------------------------------- save / load
+def test_save_and_load_round_trip(tmp_path):
+    vae = make_vae(seed=7)
+    vae.set_latent_stats([0.1, 0.2, 0.3, 0.4], [1.0, 2.0, 3.0, 4.0])
+    vae.save_pretrained(tmp_path / "vae")
+    loaded = CausalVAE.from_pretrained(tmp_path / "vae")
+    assert loaded.config == vae.config
+    x = random_video(5, 32, 48)
+    with torch.no_grad():
+        z = vae.encode(x)
+        torch.testing.assert_close(loaded.encode(x), z, rtol=0, atol=0)
+        torch.testing.assert_close(loaded.decode(z), vae.decode(z), rtol=0, atol=0)
