@@ -49,12 +49,13 @@ def caption_clips(model: Captioner, clips: list, batch_size: int) -> list[str]:
 
 
 def prior_caption(truths: list[SceneText]) -> dict[str, str | None]:
-    """The most frequent value of each attribute over the true objects: the blind baseline."""
+    """The most frequent value of each attribute over the true objects that have one: the blind baseline."""
     values = collections.defaultdict(collections.Counter)
     for truth in truths:
         for obj in truth.objects:
             for name in ALL_ATTRIBUTES:
-                values[name][getattr(obj, name)] += 1
+                if getattr(obj, name) is not None:
+                    values[name][getattr(obj, name)] += 1
     return {name: counter.most_common(1)[0][0] for name, counter in values.items()}
 
 
@@ -63,9 +64,20 @@ def blind_score(truth: SceneText, prior: dict[str, str | None]) -> AttributeScor
     return score_caption(guess, truth)
 
 
+def load_captioner(path: str) -> Captioner:
+    """A saved captioner, or the EMA weights of a checkpoint (a run directory means its latest)."""
+    if (Path(path) / "model.safetensors").is_file() and not (Path(path) / "trainer.json").is_file():
+        return Captioner.from_pretrained(path)
+    from kinetoscope.train.tasks.captioner import load_checkpoint
+
+    return load_checkpoint(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/world/captioner", help="a trained captioner directory")
+    parser.add_argument(
+        "--model", default="models/world/captioner", help="a captioner, a training checkpoint or a run directory"
+    )
     parser.add_argument("--clips", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -74,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = Captioner.from_pretrained(args.model)
+    model = load_captioner(args.model)
     c = model.config
     clips = held_out_clips(args.clips, c.image_size, c.frames)
     started = time.perf_counter()

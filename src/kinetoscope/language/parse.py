@@ -208,162 +208,56 @@ def _event_from_match(m: re.Match[str]) -> EventText:
 
 
 # ---------------------------------------------------------------- prompts
+def _each(words: str, value: str) -> dict[str, str]:
+    """``_each("falls fall", "falls")`` -> ``{"falls": "falls", "fall": "falls"}``."""
+    return dict.fromkeys(words.split(), value)
+
+
 #: Nouns for objects: the shapes, their plurals and a few synonyms.
-_NOUNS = (
-    {s: s for s in SHAPES}
-    | {f"{s}s": s for s in SHAPES}
-    | {
-        "circle": "ball",
-        "circles": "ball",
-        "sphere": "ball",
-        "spheres": "ball",
-        "box": "square",
-        "boxes": "square",
-        "cube": "square",
-        "cubes": "square",
-    }
-)
+_NOUNS = {
+    **{s: s for s in SHAPES},
+    **{f"{s}s": s for s in SHAPES},
+    **_each("circle circles sphere spheres", "ball"),
+    **_each("box boxes cube cubes", "square"),
+}
 _GENERIC_NOUNS = frozenset({"object", "objects", "shape", "shapes", "thing", "things"})
 _NUMBERS = {w: i for i, w in enumerate(NUMBER_WORDS) if i >= 1} | {str(i): i for i in range(1, 11)}
 _SIZES = {w: w for w, _, _ in SIZE_WORDS} | {"big": "large", "little": "small", "giant": "huge"}
 _MOTION_VERBS = {
-    **dict.fromkeys(
-        [
-            "moves",
-            "move",
-            "moving",
-            "goes",
-            "go",
-            "going",
-            "rolls",
-            "roll",
-            "rolling",
-            "travels",
-            "travel",
-            "travelling",
-            "traveling",
-            "slides",
-            "slide",
-            "sliding",
-            "flies",
-            "fly",
-            "flying",
-            "heads",
-            "heading",
-            "passes",
-            "pass",
-            "passing",
-            "crosses",
-            "cross",
-            "crossing",
-        ],
-        "moves",
+    **_each(
+        "moves move moving goes go going rolls roll rolling travels travel travelling traveling slides slide", "moves"
     ),
-    **dict.fromkeys(["falls", "fall", "falling", "drops", "drop", "dropping"], "falls"),
-    **dict.fromkeys(["thrown", "throw", "throws", "tossed", "toss", "tosses", "launched"], "thrown"),
-    **dict.fromkeys(["still", "stationary", "resting", "rests", "motionless"], "still"),
+    **_each("sliding flies fly flying heads heading passes pass passing crosses cross crossing", "moves"),
+    **_each("falls fall falling drops drop dropping", "falls"),
+    **_each("thrown throw throws tossed toss tosses launched", "thrown"),
+    **_each("still stationary resting rests motionless", "still"),
 }
 _EVENT_VERBS_PROMPT = {
-    **dict.fromkeys(["bounces", "bounce", "bouncing"], "bounce"),
-    **dict.fromkeys(["collide", "collides", "colliding", "collision", "hits", "hit", "crash", "crashes"], "collision"),
-    **dict.fromkeys(["leaves", "leave", "leaving", "exits", "exit"], "exit"),
-    **dict.fromkeys(["enters", "enter", "entering"], "enter"),
+    **_each("bounces bounce bouncing", "bounce"),
+    **_each("collide collides colliding collision hits hit crash crashes", "collision"),
+    **_each("leaves leave leaving exits exit", "exit"),
+    **_each("enters enter entering", "enter"),
     "behind": "occluded",
 }
-_ROLE_WORDS = {
-    "player": "player",
-    "player's": "player",
-    "paints": "paints",
-    "paint": "paints",
-    "painting": "paints",
-    "brush": "paints",
-    "trail": "paints",
+_ROLE_WORDS = {**_each("player player's", "player"), **_each("paints paint painting brush trail", "paints")}
+_DIRECTION_WORDS = {
+    **{d: d for d in DIRECTIONS},
+    **_each("upward upwards", "up"),
+    **_each("downward downwards", "down"),
+    **_each("rightward rightwards", "right"),
+    **_each("leftward leftwards", "left"),
 }
-_DIRECTION_WORDS = {d: d for d in DIRECTIONS} | {
-    "upward": "up",
-    "upwards": "up",
-    "downward": "down",
-    "downwards": "down",
-    "rightward": "right",
-    "rightwards": "right",
-    "leftward": "left",
-    "leftwards": "left",
-}
-_SPEED_ADVERBS = {"slowly": "slow", "quickly": "fast", "rapidly": "fast", "fast": "fast", "slow": "slow"}
+_SPEED_ADVERBS = {**_each("slowly slow", "slow"), **_each("quickly rapidly fast", "fast")}
 _CAMERA_MOVES = frozenset({"pans", "pan", "panning", "moves", "moving"})
 #: Words with no claim of their own that belong to the way the world speaks.
 _FUNCTION_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "then",
-        "of",
-        "at",
-        "to",
-        "in",
-        "on",
-        "off",
-        "over",
-        "with",
-        "from",
-        "its",
-        "it",
-        "is",
-        "are",
-        "be",
-        "by",
-        "for",
-        "into",
-        "onto",
-        "across",
-        "around",
-        "through",
-        "while",
-        "as",
-        "other",
-        "another",
-        "each",
-        "both",
-        "frame",
-        "frames",
-        "speed",
-        "background",
-        "backdrop",
-        "camera",
-        "scene",
-        "view",
-        "wall",
-        "walls",
-        "top",
-        "bottom",
-        "side",
-        "ceiling",
-        "floor",
-        "above",
-        "below",
-        "front",
-        "out",
-        "comes",
-        "come",
-        "back",
-        "stands",
-        "stand",
-        "stays",
-        "stay",
-        "static",
-        "pans",
-        "pan",
-        "panning",
-        "together",
-        "against",
-        "past",
-        "along",
-        "very",
-        "there",
-        "some",
-    ]
+    _each(
+        "a an the and then of at to in on off over with from its it is are be by for into onto across around "
+        "through while as other another each both frame frames speed background backdrop camera scene view wall "
+        "walls top bottom side ceiling floor above below front out comes come back stands stand stays stay "
+        "static pans pan panning together against past along very there some",
+        "",
+    )
 )
 _WORD = re.compile(r"[a-z0-9']+(?:-[a-z]+)?")
 

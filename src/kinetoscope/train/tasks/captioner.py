@@ -161,4 +161,25 @@ class CaptionerTask(Task):
         model.save_pretrained(out_dir)
 
 
+def load_checkpoint(directory: str | Path, ema: bool = True) -> Captioner:
+    """The captioner of a training checkpoint (its EMA weights unless ``ema=False``), tokenizer attached.
+
+    For evaluating or exporting a run before it finishes: ``load_checkpoint(d).save_pretrained(out)``.
+    """
+    from kinetoscope.train import checkpoint as ckpt
+    from kinetoscope.train.config import TrainConfig
+
+    directory = ckpt.resolve_checkpoint(directory)
+    run_dir = directory.parent.parent
+    options = CaptionerTaskConfig.from_dict(TrainConfig.load_json(run_dir / "config.json").task_options)
+    tokenizer = CaptionTokenizer.load(run_dir / TOKENIZER_NAME)
+    config = options.model.replace(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id)
+    model = Captioner(config)
+    prefix = "captioner."
+    state = ckpt.load_tensors(directory, "ema" if ema else "model")
+    model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    model.tokenizer = tokenizer
+    return model.eval()
+
+
 TASK = CaptionerTask
