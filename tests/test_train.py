@@ -121,13 +121,13 @@ def test_lr_schedule_warmup_cosine_constant():
 
 # ---------------------------------------------------------------- exact resume
 def test_sigkill_at_random_step_then_resume_repeats_every_loss(tmp_path):
-    steps = 40
+    steps = 30
     changes = {"steps": steps, "data.num_workers": 1, "checkpoint_every": 5}
     ref_cfg = write_config(tmp_path / "ref.yaml", toy_config(tmp_path / "ref", **changes))
     run_cfg = write_config(tmp_path / "run.yaml", toy_config(tmp_path / "run", **changes))
     reference = cli_process(ref_cfg)
     victim = cli_process(run_cfg)
-    kill_at = random.Random().randint(6, steps - 8)  # after at least one checkpoint, before the end
+    kill_at = random.Random().randint(6, steps - 15)  # after a checkpoint, well before the end
     wait_for(lambda: last_logged_step(tmp_path / "run") >= kill_at, victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -223,11 +223,6 @@ def test_nan_streak_stops_with_one_sentence_and_keeps_last_good_checkpoint(tmp_p
     good = load_tensors(run / "checkpoints" / "step_00000004", "model")
     last = load_tensors(run / "checkpoints" / "step_00000006", "model")
     assert all(torch.equal(good[k], last[k]) for k in good)
-
-
-def test_train_captioner_is_not_available_yet(cli, tmp_path):
-    code, _, err = cli("train", "captioner", "--config", tmp_path / "x.yaml")
-    assert code == 2 and "not available yet" in err and len(err.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- LoRA
