@@ -108,6 +108,10 @@ def wrap(module: nn.Module, mode: str, blocks: Sequence[nn.Module], info: DistIn
         return DistributedDataParallel(module, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
+    with torch.no_grad():  # FSDP2 shards contiguous tensors only (the VAE keeps conv weights channels-last)
+        for p in module.parameters():
+            if not p.is_contiguous():
+                p.data = p.data.contiguous()
     for block in blocks:
         fully_shard(block)
     fully_shard(module)
