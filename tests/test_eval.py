@@ -299,3 +299,17 @@ def test_cli_eval_world_says_it_needs_a_pipeline(cli, tmp_path, monkeypatch):
     assert err.count(".") <= 3  # one sentence (the module name has dots)
     code, _, err = cli("eval", "world", "--model", tmp_path, "--suite", "sideways", "--out", tmp_path / "out")
     assert code == 2 and "Unknown suite 'sideways'" in err
+
+
+@pytest.mark.slow  # trains the session's tiny model when no other test has yet
+def test_cli_eval_world_runs_a_suite_through_a_model_pipeline(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = cli(
+        "eval", "world", "--model", tiny_model_dir, "--suite", "uniform", "--n", "1",
+        "--size", "32x32", "--frames", "9", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    (clip,) = json.loads((out / "results.json").read_text())["suites"]["uniform"]["clips"]
+    assert clip["metrics"]["conditioning"]["value"] > 30  # the 3 given frames come back (watermarked)
+    assert clip["metrics"]["velocity"]["name"] == "velocity"
+    assert (out / "pictures" / "uniform_0_frames.png").is_file() and "uniform" in stdout

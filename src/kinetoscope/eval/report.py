@@ -24,6 +24,8 @@ from kinetoscope.world.vocabulary import COLORS, VIEW_HEIGHT
 #: Pictures are drawn this many times larger than the clip, so thin lines stay readable.
 SCALE = 3
 STRIP_FRAMES = 8
+#: Frames narrower than this are enlarged in the strips, so the labels fit and the objects show.
+STRIP_WIDTH = 96
 _LABEL = (40, 40, 40)
 
 
@@ -118,20 +120,22 @@ def draw_trajectories(frames: np.ndarray, detections: list[list[Detection]], sta
 
 
 def draw_strip(frames: np.ndarray, state: dict[str, Any] | None) -> Image.Image:
-    """Evenly spaced frames in a row; the ground truth's render in a second row when there is a state."""
+    """Evenly spaced frames in a row, under a line naming them; the ground truth's render in a
+    second row when there is a state. Small frames are enlarged to at least ``STRIP_WIDTH`` pixels."""
     picks = np.unique(np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int))
     rows = [("scored", frames[picks])]
     if state is not None:
         rows.append(("ground truth", render_state(state)[picks]))
     height, width = frames.shape[1:3]
-    label = 14
-    strip = Image.new("RGB", (len(picks) * (width + 2), len(rows) * (height + label)), "white")
+    zoom = max(1, -(-STRIP_WIDTH // width))
+    cell_w, cell_h, label = width * zoom + 2, height * zoom, 14
+    strip = Image.new("RGB", (len(picks) * cell_w, len(rows) * (cell_h + label)), (215, 215, 215))  # gaps show between white frames
     draw = ImageDraw.Draw(strip)
     for r, (name, images) in enumerate(rows):
-        top = r * (height + label)
-        for k, (frame_index, frame) in enumerate(zip(picks, images)):
-            strip.paste(Image.fromarray(frame), (k * (width + 2), top + label))
-            draw.text((k * (width + 2) + 2, top + 1), f"{name} {frame_index}" if k == 0 else str(frame_index), fill=_LABEL)
+        top = r * (cell_h + label)
+        draw.text((2, top + 1), f"{name}, frames {', '.join(str(i) for i in picks)}", fill=_LABEL)
+        for k, frame in enumerate(images):
+            strip.paste(Image.fromarray(frame).resize((width * zoom, cell_h), Image.NEAREST), (k * cell_w, top + label))
     return strip
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kinetoscope.errors import CheckpointError, ConfigError, InvalidInputError
+from kinetoscope.errors import ConfigError, InvalidInputError
 from kinetoscope.eval import metrics as m
 from kinetoscope.eval.detect import Detection, detect_video
 from kinetoscope.io import DEFAULT_FPS
@@ -100,16 +100,16 @@ def world_oracle(*, through_mp4: bool = False) -> Generator:
     return generate
 
 
-def pipeline_generator(model: str | Path) -> Generator:
+def pipeline_generator(model: str | Path, *, device: str = "cpu") -> Generator:
     """A generator backed by the generation pipeline of ``model`` (a model directory).
 
-    What it expects of :mod:`kinetoscope.pipeline` (issue 6): ``Pipeline.from_pretrained(dir)``
-    and a call ``pipe(prompt, num_frames=, width=, height=, fps=, seed=, video=, loop=)`` where
-    ``video`` holds the given first frames (uint8, or None) and the result converts with
-    ``numpy.asarray`` to uint8 ``(T, H, W, 3)`` frames that start with them.
+    Each request becomes one call ``pipe(prompt, num_frames=, width=, height=, fps=, seed=,
+    video=given, loop=)``: the pipeline continues the given frames (or makes a loop starting with
+    them) and returns ``num_frames`` frames in all. The prompt is used as written (no expansion):
+    the world's captions are already what the model was trained on.
     """
     try:
-        from kinetoscope.pipeline import Pipeline  # type: ignore[import-not-found]
+        from kinetoscope.pipeline import Pipeline
     except ImportError as e:
         if e.name != "kinetoscope.pipeline":
             raise
@@ -117,13 +117,10 @@ def pipeline_generator(model: str | Path) -> Generator:
             "kinetoscope eval world needs a model directory with a generation pipeline, and this install has no "
             "kinetoscope.pipeline yet; score existing videos with kinetoscope eval videos."
         ) from None
-    model = Path(model)
-    if not model.is_dir():
-        raise CheckpointError(f"The model directory {model} does not exist.", param="model")
-    pipe = Pipeline.from_pretrained(model)
+    pipe = Pipeline.from_pretrained(model, device=device)
 
     def generate(request: GenerationRequest) -> np.ndarray:
-        video = pipe(
+        result = pipe(
             request.prompt,
             num_frames=request.frames,
             width=request.width,
@@ -132,8 +129,9 @@ def pipeline_generator(model: str | Path) -> Generator:
             seed=request.seed,
             video=request.given if len(request.given) else None,
             loop=request.loop,
+            expand=False,
         )
-        return np.asarray(video)
+        return result.frames
 
     return generate
 
