@@ -1,7 +1,9 @@
 """What the loaded model can make, and the parsing of ``size`` and ``seconds`` against it.
 
 The OpenAI SDK sends ``size`` as "720x1280" and ``seconds`` as "4"; any string that parses
-and that the model can do is accepted, anything else is refused with what it can do.
+and that the model can do is accepted, anything else is refused with what it can do. The
+numbers come from the pipeline's :class:`~kinetoscope.pipeline.Limits`; a duration is
+``round(seconds * fps)`` frames, as the pipeline counts it.
 """
 
 from __future__ import annotations
@@ -12,52 +14,46 @@ import re
 from typing import Any
 
 from kinetoscope.errors import InvalidInputError
+from kinetoscope.pipeline import Limits
+from kinetoscope.pipeline.limits import frames_for
 
 _SIZE = re.compile(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*")
-#: Aspect ratios offered as ready-made sizes (width, height).
-_ASPECTS = ((1, 1), (16, 9), (9, 16), (4, 3), (3, 4))
+#: Aspect ratios offered as ready-made sizes (width, height), each at a few scales.
+_ASPECTS = ((1, 1), (16, 9), (9, 16))
+_SCALES = (1, 2, 4)
+#: OpenAI's default duration.
+_OPENAI_DEFAULT_SECONDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
     model: str
-    size_multiple: int
-    min_width: int
-    max_width: int
-    min_height: int
-    max_height: int
-    max_frames: int
-    #: Frame counts are ``1 + frame_multiple * k`` (the VAE compresses time by this factor).
-    frame_multiple: int
-    fps: float
-    default_size: str
+    limits: Limits
 
     @classmethod
     def from_pipeline(cls, pipeline: Any) -> Capabilities:
-        limits = pipeline.limits
-        return cls(
-            model=pipeline.model_id,
-            size_multiple=limits.size_multiple,
-            min_width=limits.min_width,
-            max_width=limits.max_width,
-            min_height=limits.min_height,
-            max_height=limits.max_height,
-            max_frames=limits.max_frames,
-            frame_multiple=limits.frame_multiple,
-            fps=float(limits.default_fps),
-            default_size=f"{limits.default_width}x{limits.default_height}",
-        )
+        return cls(pipeline.model_id, pipeline.limits)
+
+    @property
+    def fps(self) -> float:
+        return float(self.limits.default_fps)
 
     # ---------------------------------------------------------------- sizes
+    @property
+    def default_size(self) -> str:
+        return f"{self.limits.default_width}x{self.limits.default_height}"
+
     def sizes(self) -> list[str]:
-        """Ready-made sizes: each aspect ratio at the largest size the model can make."""
-        found: list[str] = []
-        for aspect_w, aspect_h in _ASPECTS:
-            scale = min(self.max_width / aspect_w, self.max_height / aspect_h)
-            width, height = self._round(aspect_w * scale), self._round(aspect_h * scale)
-            size = f"{width}x{height}"
-            if self._fits(width, height) and size not in found:
-                found.append(size)
+        """Ready-made sizes: square, landscape and portrait at 1, 2 and 4 times the default area."""
+        limits, found = self.limits, []
+        for scale in _SCALES:
+            area = limits.default_width * limits.default_height * scale * scale
+            for aspect_w, aspect_h in _ASPECTS:
+                unit = math.sqrt(area / (aspect_w * aspect_h))
+                width, height = self._on_grid(aspect_w * unit), self._on_grid(aspect_h * unit)
+                size = f"{width}x{height}"
+                if self._fits(width, height) and size not in found:
+                    found.append(size)
         return found
 
     def parse_size(self, text: Any, param: str = "size") -> tuple[int, int]:
@@ -74,39 +70,41 @@ class Capabilities:
         return width, height
 
     def size_rule(self) -> str:
+        limits = self.limits
         return (
-            f"widths {self.min_width} to {self.max_width} and heights {self.min_height} to {self.max_height}, "
-            f"each a multiple of {self.size_multiple}"
+            f"widths {limits.min_width} to {limits.max_width} and heights {limits.min_height} to {limits.max_height}, "
+            f"each a multiple of {limits.size_multiple}"
         )
 
-    def _round(self, value: float) -> int:
-        return int(value // self.size_multiple) * self.size_multiple
+    def _on_grid(self, side: float) -> int:
+        return max(1, round(side / self.limits.size_multiple)) * self.limits.size_multiple
 
     def _fits(self, width: int, height: int) -> bool:
+        limits = self.limits
         return (
-            width % self.size_multiple == 0
-            and height % self.size_multiple == 0
-            and self.min_width <= width <= self.max_width
-            and self.min_height <= height <= self.max_height
+            width % limits.size_multiple == 0
+            and height % limits.size_multiple == 0
+            and limits.min_width <= width <= limits.max_width
+            and limits.min_height <= height <= limits.max_height
         )
 
     # ---------------------------------------------------------------- durations
-    @property
-    def max_seconds(self) -> float:
-        return (self.max_frames - 1) / self.fps
+    def max_seconds(self, most_frames: int | None = None) -> float:
+        return (self.limits.max_frames if most_frames is None else most_frames) / self.fps
 
-    def durations(self) -> list[str]:
-        """Whole seconds the model can make (any number of seconds up to ``max_seconds`` works too)."""
-        whole = [str(s) for s in range(1, math.floor(self.max_seconds + 1e-9) + 1)]
-        return whole or [f"{self.max_seconds:g}"]
+    def durations(self, most_frames: int | None = None) -> list[str]:
+        """Whole seconds the model can make (any number of seconds up to :meth:`max_seconds` works too)."""
+        whole = [str(s) for s in range(1, math.floor(self.max_seconds(most_frames) + 1e-9) + 1)]
+        return whole or [f"{self.max_seconds(most_frames):g}"]
 
     @property
     def default_seconds(self) -> str:
         """OpenAI's default of 4 seconds, or the longest whole duration below it that the model can make."""
         durations = self.durations()
-        return durations[min(4, len(durations)) - 1]
+        return durations[min(_OPENAI_DEFAULT_SECONDS, len(durations)) - 1]
 
-    def parse_seconds(self, value: Any, param: str = "seconds") -> float:
+    def parse_seconds(self, value: Any, param: str = "seconds", most_frames: int | None = None) -> float:
+        """A positive duration of at most ``most_frames`` (default: the model's longest clip) at the model's fps."""
         try:
             seconds = float(value)
         except (TypeError, ValueError):
@@ -116,18 +114,18 @@ class Capabilities:
                 f"{param} must be a positive number of seconds such as {self.default_seconds!r}, got {value!r}.",
                 param=param,
             )
-        if self.num_frames(seconds) > self.max_frames:
+        most = self.limits.max_frames if most_frames is None else most_frames
+        if frames_for(seconds, self.fps) > most:
+            longest = self.max_seconds(most)
             raise InvalidInputError(
-                f"{param} {value!r} is longer than this model can make: it makes up to {self.max_seconds:g} s "
-                f"at {self.fps:g} fps; use one of {', '.join(self.durations())} (or any number up to {self.max_seconds:g}).",
+                f"{param} {value!r} is longer than this model can make here: up to {longest:g} s at {self.fps:g} fps; "
+                f"use one of {', '.join(self.durations(most))} (or any number up to {longest:g}).",
                 param=param,
             )
         return seconds
 
     def num_frames(self, seconds: float) -> int:
-        """Frames for ``seconds`` at the model's fps, on the ``1 + frame_multiple * k`` grid (at least 1 + that)."""
-        steps = max(1, round(seconds * self.fps / self.frame_multiple))
-        return 1 + self.frame_multiple * steps
+        return frames_for(seconds, self.fps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,7 +134,12 @@ class Capabilities:
             "size_rule": self.size_rule(),
             "default_size": self.default_size,
             "seconds": self.durations(),
-            "max_seconds": self.max_seconds,
+            "max_seconds": self.max_seconds(),
             "default_seconds": self.default_seconds,
             "fps": self.fps,
         }
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as the Video object's ``seconds`` string: "4", "2.5"."""
+    return f"{round(seconds, 2):g}"

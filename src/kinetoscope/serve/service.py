@@ -19,8 +19,9 @@ from typing import Any, Iterator, Literal
 from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
-from kinetoscope.io import is_video_path, probe, read_image, read_video, write_image
-from kinetoscope.serve.capabilities import Capabilities
+from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
+from kinetoscope.pipeline.core import CONTEXT_FRAMES, EDIT_STRENGTH
+from kinetoscope.serve.capabilities import Capabilities, seconds_text
 from kinetoscope.serve.errors import ConflictError, NotFoundError, QueueFullError
 from kinetoscope.serve.schemas import (
     ConnectRequest,
@@ -65,8 +66,6 @@ class Settings:
     max_attempts: int = 2
     #: Sent as ``openai-poll-after-ms`` while a job runs (the SDK's ``create_and_poll`` honours it).
     poll_after_ms: int = 1000
-    #: How far a remix or edit departs from its source when the request does not say (0 to 1).
-    edit_strength: float = 0.6
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -120,23 +119,20 @@ class VideoService:
         prompt = self._prompt(request.prompt)
         self._model(request.model)
         width, height = caps.parse_size(request.size if request.size is not None else caps.default_size)
-        seconds = caps.parse_seconds(request.seconds if request.seconds is not None else caps.default_seconds)
-        num_frames = caps.num_frames(seconds)
+        # A loop's last frame flows into its first, which the pipeline samples as one more frame.
+        longest = caps.limits.max_frames - 1 if request.loop else None
+        seconds = caps.parse_seconds(request.seconds if request.seconds is not None else caps.default_seconds,
+                                     most_frames=longest)
         params = self._common(request) | {
-            "width": width, "height": height, "num_frames": num_frames, "fps": caps.fps, "loop": request.loop
+            "width": width, "height": height, "seconds": seconds, "fps": caps.fps, "loop": request.loop
         }
-        kind = "generate"
+        kind = "loop" if request.loop else "generate"
         video_id = new_id()
         with self._staging(video_id) as folder:
             if request.input_reference is not None:
-                if not -num_frames <= request.image_frame < num_frames:
-                    raise InvalidInputError(
-                        f"image_frame {request.image_frame} is outside the {num_frames} frames of this video; "
-                        f"use 0 to {num_frames - 1}, or -1 for the last frame.",
-                        param="image_frame",
-                    )
+                self._check_image_frame(request, caps.num_frames(seconds))
                 params |= {"image": self._stage_image(request.input_reference, folder), "image_frame": request.image_frame}
-                kind = "animate"
+                kind = "loop" if request.loop else "animate"
             job = NewJob(kind, caps.model, f"{seconds:g}", f"{width}x{height}", prompt, params)
             return self._submit(video_id, job)
 
@@ -157,44 +153,44 @@ class VideoService:
         with self._staging(video_id) as folder:
             video = self._stage_video(request.video, folder, "video", "video")
             info = probe(folder / video)
-            if info.num_frames > self.capabilities.max_frames:
+            most = self.capabilities.limits.max_frames
+            if info.num_frames > most:
                 raise InvalidInputError(
-                    f"video has {info.num_frames} frames; this model edits at most {self.capabilities.max_frames} "
-                    f"({self.capabilities.max_seconds:g} s at {self.capabilities.fps:g} fps).",
-                    param="video",
+                    f"video has {info.num_frames} frames; this model edits at most {most}.", param="video"
                 )
             params = self._common(request) | {"video": video, "strength": self._strength(request)}
-            job = NewJob("edit", self.capabilities.model, _seconds(info.duration), f"{info.width}x{info.height}", prompt,
+            job = NewJob("edit", self.capabilities.model, seconds_text(info.duration), f"{info.width}x{info.height}", prompt,
                          params)
             return self._submit(video_id, job)
 
     def extend(self, request: ExtendRequest) -> Job:
         prompt = self._prompt(request.prompt)
-        seconds = self.capabilities.parse_seconds(request.seconds)
+        # The pipeline conditions on the video's last CONTEXT_FRAMES and samples them with the new ones.
+        seconds = self.capabilities.parse_seconds(
+            request.seconds, most_frames=self.capabilities.limits.max_frames - CONTEXT_FRAMES
+        )
         video_id = new_id()
         with self._staging(video_id) as folder:
             video = self._stage_video(request.video, folder, "video", "video")
-            info = probe(folder / video)
+            info = _moving(probe(folder / video), "video")
             params = self._common(request) | {"video": video, "direction": request.direction, "seconds": seconds}
-            total = _seconds(info.duration + seconds)  # OpenAI reports an extension's stitched length
+            total = seconds_text(info.duration + seconds)  # OpenAI reports an extension's stitched length
             job = NewJob("extend", self.capabilities.model, total, f"{info.width}x{info.height}", prompt, params)
             return self._submit(video_id, job)
 
     def connect(self, request: ConnectRequest) -> Job:
         prompt = self._prompt(request.prompt)
-        seconds = self.capabilities.parse_seconds(request.seconds)
+        seconds = self.capabilities.parse_seconds(
+            request.seconds, most_frames=self.capabilities.limits.max_frames - 2 * CONTEXT_FRAMES
+        )
         video_id = new_id()
         with self._staging(video_id) as folder:
             first = self._stage_video(request.video, folder, "video", "video")
             second = self._stage_video(request.video_b, folder, "video_b", "video_b")
-            a, b = probe(folder / first), probe(folder / second)
-            if (a.width, a.height) != (b.width, b.height):
-                raise InvalidInputError(
-                    f"video_b is {b.width}x{b.height} but video is {a.width}x{a.height}; connect videos of one size.",
-                    param="video_b",
-                )
+            a, b = _moving(probe(folder / first), "video"), _moving(probe(folder / second), "video_b")
             params = self._common(request) | {"video": first, "video_b": second, "seconds": seconds}
-            job = NewJob("connect", self.capabilities.model, _seconds(seconds), f"{a.width}x{a.height}", prompt, params)
+            total = seconds_text(a.duration + seconds + b.duration)  # video, the transition, video_b
+            job = NewJob("connect", self.capabilities.model, total, f"{a.width}x{a.height}", prompt, params)
             return self._submit(video_id, job)
 
     # ---------------------------------------------------------------- checks
@@ -215,8 +211,20 @@ class VideoService:
                 param="model",
             )
 
-    def _strength(self, request: RemixRequest) -> float:
-        return request.strength if request.strength is not None else self.settings.edit_strength
+    @staticmethod
+    def _strength(request: RemixRequest) -> float:
+        return request.strength if request.strength is not None else EDIT_STRENGTH
+
+    @staticmethod
+    def _check_image_frame(request: CreateRequest, num_frames: int) -> None:
+        if request.loop and request.image_frame != 0:
+            raise InvalidInputError("A loop starts with its image: leave image_frame at 0.", param="image_frame")
+        if not -num_frames <= request.image_frame < num_frames:
+            raise InvalidInputError(
+                f"image_frame {request.image_frame} is outside the {num_frames} frames of this video; "
+                f"use 0 to {num_frames - 1}, or -1 for the last frame.",
+                param="image_frame",
+            )
 
     def _common(self, request: _Generation) -> dict[str, Any]:
         """Pipeline arguments every mode shares; a seed is always drawn so that a re-run makes the same video."""
@@ -277,7 +285,10 @@ class VideoService:
         return "image.png"
 
     def _stage_video(self, given: UploadFile | VideoReference, folder: Path, name: str, param: str) -> str:
-        """Copy a finished video (by id) or save an upload into the job's folder; check it decodes and its size."""
+        """Copy a finished video (by id) or save an upload into the job's folder, and check that it decodes.
+
+        Any size will do: the pipeline fits a video of another size to its grid.
+        """
         if isinstance(given, VideoReference):
             source = self._completed(given.id, param)
             filename = f"{name}.mp4"
@@ -287,10 +298,9 @@ class VideoService:
             filename = name + (suffix if is_video_path(f"x{suffix}") else ".mp4")
             _save_upload(given, folder / filename)
         try:
-            first = read_video(folder / filename, max_frames=1)
+            read_video(folder / filename, max_frames=1)
         except MediaError:
             raise MediaError(f"{param} is not a video that can be read (mp4, webm, mov, gif or webp).", param=param) from None
-        self.capabilities.parse_size(f"{first.width}x{first.height}", param=param)
         return filename
 
 
@@ -320,5 +330,11 @@ def _data_url_bytes(reference: ImageReference) -> bytes:
         raise InvalidInputError("input_reference.image_url holds invalid base64.", param="input_reference") from None
 
 
-def _seconds(value: float) -> str:
-    return f"{round(value, 2):g}"
+def _moving(info: VideoInfo, param: str) -> VideoInfo:
+    """Extending or connecting needs motion to continue: at least two frames."""
+    if info.num_frames < 2:
+        raise InvalidInputError(
+            f"{param} has {info.num_frames} frame; extending or connecting needs at least 2 (animate an image instead).",
+            param=param,
+        )
+    return info

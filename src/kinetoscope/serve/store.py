@@ -170,7 +170,11 @@ class Store:
                 "UPDATE videos SET progress = ? WHERE id = ? AND status = 'in_progress'", (progress, video_id)
             )
 
-    def complete(self, video_id: str) -> bool:
+    def complete(self, video_id: str, *, size: str, seconds: str) -> bool:
+        """Mark a job done, with the size and duration it came out at (an upload may have been fitted)."""
+        with self._lock:
+            self._db.execute("UPDATE videos SET size = ?, seconds = ? WHERE id = ? AND status = 'in_progress'",
+                             (size, seconds, video_id))
         return self._finish(video_id, "completed", None)
 
     def fail(self, video_id: str, error: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.files import atomic_directory
+from kinetoscope.serve.capabilities import seconds_text
 from kinetoscope.serve.errors import error_body
 from kinetoscope.serve.media import write_previews
 from kinetoscope.serve.store import Files, Job, Store
@@ -85,7 +86,8 @@ class Worker:
                 "type": "server_error",
             })
         else:
-            self.store.complete(job.id)
+            frames, height, width = result.frames.shape[:3]
+            self.store.complete(job.id, size=f"{width}x{height}", seconds=seconds_text(frames / result.fps))
             log.info("completed %s", job.id)
 
     def _arguments(self, job: Job) -> dict[str, Any]:

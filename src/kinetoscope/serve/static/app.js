@@ -32,16 +32,19 @@ function showFieldsFor(mode) {
   }
 }
 
-function fillSelect(select, values, selected) {
-  select.replaceChildren(...values.map((v) => new Option(v, v, false, v === selected)));
+// Suggestions from the model's capabilities; any other value it can make may be typed in.
+function suggest(input, list, values, initial) {
+  list.replaceChildren(...values.map((v) => new Option(v, v)));
+  if (!input.value) input.value = initial;
 }
 
 async function loadCapabilities() {
   const caps = await getJson("/videos/capabilities");
   $("model").textContent = `model ${caps.model}`;
-  const sizes = caps.sizes.includes(caps.default_size) ? caps.sizes : [caps.default_size, ...caps.sizes];
-  fillSelect($("size"), sizes, caps.default_size);
-  fillSelect($("seconds"), caps.seconds, caps.default_seconds);
+  $("size").title = `${caps.size_rule}`;
+  $("seconds").title = `up to ${caps.max_seconds} s at ${caps.fps} fps`;
+  suggest($("size"), $("sizes"), caps.sizes, caps.default_size);
+  suggest($("seconds"), $("durations"), caps.seconds, caps.default_seconds);
 }
 
 function appendExtras(form) {
