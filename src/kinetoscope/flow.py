@@ -7,7 +7,8 @@ t = 0 while the rest are noisy.
 
 One sampling loop, :func:`sample`, serves every generation mode: text-to-video (nothing
 known), image-to-video, extension, loops, connecting and keyframes (``known`` latents and a
-``known_mask`` re-imposed at every step), and editing (``start`` + ``strength``, SDEdit).
+``known_mask`` re-imposed at every step), loops without a given frame (``tied`` tokens held
+equal to others), and editing (``start`` + ``strength``, SDEdit).
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ def sample(
     seq_lens: Sequence[int] | None = None,
     known: Tensor | None = None,
     known_mask: Tensor | None = None,
+    tied: tuple[Tensor, Tensor] | None = None,
     start: Tensor | None = None,
     strength: float = 1.0,
     callback: Callable[[int, int], None] | None = None,
@@ -201,8 +203,11 @@ def sample(
     ``velocity(x, t)`` is the conditional model; with ``guidance != 1`` the unconditional one is
     mixed in (guidance 1 calls only the conditional). ``known`` / ``known_mask`` ``(N,)``: tokens
     that are given (clean latents of conditioning frames): they are held fixed and seen by the
-    model at t = 0 at every step. ``start`` + ``strength`` in (0, 1]: begin from ``start`` noised
-    to the time ``strength`` of the way along the schedule (1 = from pure noise).
+    model at t = 0 at every step. ``tied = (copies, originals)``: token indices ``(M,)`` each; the
+    tokens ``copies`` are held equal to ``originals`` at every step and both move with the mean of
+    their two velocities (a loop's last latent frame is its first again, seen at both ends).
+    ``start`` + ``strength`` in (0, 1]: begin from ``start`` noised to the time ``strength`` of
+    the way along the schedule (1 = from pure noise).
     ``callback(step, total)`` after each step, e.g. to advance a progress bar.
     """
     if method not in SAMPLERS:
@@ -218,7 +223,11 @@ def sample(
     x = noise if start is None else torch.lerp(start, noise, schedule[0].to(noise.dtype))
 
     def impose(x: Tensor) -> Tensor:
-        return x if known is None else torch.where(known_mask[:, None], known, x)
+        if known is not None:
+            x = torch.where(known_mask[:, None], known, x)
+        if tied is not None:
+            x = x.index_copy(0, tied[0], x[tied[1]])
+        return x
 
     def model(x: Tensor, t: Tensor) -> Tensor:
         t_tokens = torch.full((x.shape[0],), float(t), device=x.device)
@@ -227,6 +236,9 @@ def sample(
         v = velocity(x, t_tokens)
         if guidance != 1:
             v = guide(v, uncond_velocity(x, t_tokens), guidance, guidance_rescale, seq_lens)
+        if tied is not None:
+            shared = (v[tied[0]] + v[tied[1]]) / 2
+            v = v.index_copy(0, tied[0], shared).index_copy(0, tied[1], shared)
         return v
 
     total = len(schedule) - 1
