@@ -1,0 +1,314 @@
+"""``Pipeline``: a model directory loaded once, and one call that makes every mode.
+
+``pipe(prompt, ...)`` checks everything it was given before computing anything, runs the
+prompt policy, expands the prompt, plans the mode (:mod:`kinetoscope.pipeline.plan`), samples
+the clip's latents with :func:`kinetoscope.flow.sample` (known latents, a tie for loops, or an
+SDEdit start), decodes them with the VAE (in tiles when frames are large), pastes the given
+frames back, and watermarks every frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kinetoscope.dit import DiT, PackedBatch, pack
+from kinetoscope.errors import CheckpointError, InvalidInputError
+from kinetoscope.flow import FlowConfig, sample, shift_for_tokens
+from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
+from kinetoscope.pipeline import plan as plans
+from kinetoscope.pipeline.limits import Limits
+from kinetoscope.pipeline.media import Media, load_video
+from kinetoscope.pipeline.request import Job, Request, plan_request
+from kinetoscope.vae import CausalVAE
+from kinetoscope.vae.model import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+
+MODEL_INDEX = "model_index.json"
+#: Default SDEdit strengths: an edit keeps layout and motion; an upscale keeps nearly everything.
+EDIT_STRENGTH = 0.7
+UPSCALE_STRENGTH = 0.6
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    """What one call made: uint8 ``frames (T, H, W, 3)`` (watermarked), their ``fps``, the
+    ``seed`` and ``prompt`` actually used, ``notes`` on anything adjusted, and the sampled clip's
+    clean ``latents (C, t, h, w)``."""
+
+    frames: np.ndarray
+    fps: float
+    seed: int
+    prompt: str
+    notes: list[str]
+    latents: torch.Tensor
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.frames if dtype is None else self.frames.astype(dtype)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write by suffix: ``.mp4``, ``.gif``, ``.webp``, a folder (no suffix), or ``.png``/``.jpg`` for one frame."""
+        path = Path(path)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            if len(self.frames) != 1:
+                raise InvalidInputError(
+                    f"{path} is an image but the result has {len(self.frames)} frames; save it as .mp4, .gif, .webp "
+                    "or a folder.",
+                    param="path",
+                )
+            return write_image(path, self.frames[0])
+        return write_video(path, self.frames, self.fps)
+
+
+class Pipeline:
+    """Text, image or video in; frames out. See :meth:`__call__` for the modes."""
+
+    def __init__(self, vae: CausalVAE, dit: DiT, text_encoder: Any, flow: FlowConfig, model_id: str):
+        if dit.config.patch_size[0] != 1 or dit.config.in_channels != vae.latent_channels:
+            raise CheckpointError(
+                f"The DiT (patch {dit.config.patch_size}, {dit.config.in_channels} channels) does not fit the VAE "
+                f"({vae.latent_channels} latent channels); generation needs a temporal patch of 1."
+            )
+        self.vae, self.dit, self.text_encoder, self.flow = vae, dit, text_encoder, flow
+        self.model_id = model_id
+        self.limits = Limits.for_model(vae.spatial_compression, vae.temporal_compression, dit.config.patch_size)
+        #: VAE tiles for large frames (pixels): a 2048x2048 image decodes in 512-pixel tiles.
+        self.tile_size, self.tile_overlap = DEFAULT_TILE_SIZE, DEFAULT_TILE_OVERLAP
+
+    @classmethod
+    def from_pretrained(
+        cls, model_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> Pipeline:
+        """Load ``model_dir`` (``model_index.json``, ``vae/``, ``dit/``, ``text/``); ``dtype`` applies to the DiT."""
+        from kinetoscope.safety import model_id_for
+        from kinetoscope.text import HFTextEncoder, TextEncoder
+
+        model_dir = Path(model_dir)
+        index_path = model_dir / MODEL_INDEX
+        if not index_path.is_file():
+            raise CheckpointError(
+                f"{model_dir} is not a kinetoscope model directory: {MODEL_INDEX} is missing "
+                "(train one with `kinetoscope train dit`, which writes RUN_DIR/final).",
+                param="model",
+            )
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{index_path} is not valid JSON: {e}.", param="model") from None
+        vae = CausalVAE.from_pretrained(model_dir / "vae", device=device).requires_grad_(False)
+        dit = DiT.from_pretrained(model_dir / "dit", device=device, dtype=dtype).requires_grad_(False)
+        if index.get("text_encoder_path"):
+            text = HFTextEncoder(index["text_encoder_path"], device=device)
+        else:
+            text = TextEncoder.from_pretrained(model_dir / "text", device=device).requires_grad_(False)
+        return cls(vae, dit, text, FlowConfig.from_dict(index.get("flow", {})), model_id_for(model_dir))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    # ------------------------------------------------------------------ the one call
+    def __call__(
+        self,
+        prompt: str,
+        negative_prompt: str | None = None,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        num_frames: int | None = None,
+        seconds: float | None = None,
+        fps: float | None = None,
+        steps: int = 30,
+        guidance: float = 5.0,
+        guidance_rescale: float = 0.0,
+        seed: int | None = None,
+        expand: bool = True,
+        image: Media | None = None,
+        image_frame: int = 0,
+        video: Media | None = None,
+        direction: str | None = None,
+        loop: bool = False,
+        strength: float | None = None,
+        video_b: Media | None = None,
+        progress: Progress | None = None,
+    ) -> GenerationResult:
+        """Make frames; the mode follows from the inputs given.
+
+        - nothing given: text to video (``num_frames=1``: an image);
+        - ``image``: image to video with the image at ``image_frame`` (0, -1 = last, or any);
+        - ``video`` (+ ``direction``, default forward): extension; ``seconds`` is the time
+          added, or ``num_frames`` the whole output's length; the given frames stay as they were;
+        - ``loop=True``: a clip whose last frame flows into its first, optionally starting
+          with ``video``'s (or ``image``'s) frames;
+        - ``video`` + ``strength``: edit (SDEdit; at another ``width``/``height``: upscale);
+        - ``video`` + ``video_b``: a transition of ``seconds`` (or ``num_frames``) between them.
+
+        ``seconds`` is otherwise the clip's duration, an alternative to ``num_frames``.
+        Widths and heights off the model's grid are rounded (see ``notes``); durations are exact.
+        ``progress(step, total)`` is called after every sampling step.
+        """
+        request = Request(**{k: v for k, v in locals().items() if k not in ("self", "progress")})
+        request.check()
+        _enforce_policy(prompt)
+        job = plan_request(request, self.limits)
+        used = self._expand(request, job)
+        negative = negative_prompt or ""
+        guidance = 1.0 if used == negative else guidance  # nothing to guide towards: one model call per step
+        with torch.inference_mode():
+            latents = self._sample(job, used, negative, request, guidance, progress)
+            decoded = self._decode(latents)
+        frames = _watermark(plans.output_frames(job.plan, decoded, job.notes), self.model_id)
+        return GenerationResult(frames, job.fps, job.seed, used, job.notes, latents.cpu())
+
+    # ------------------------------------------------------------------ modes by name
+    def generate(self, prompt: str, **options: Any) -> GenerationResult:
+        return self(prompt, **options)
+
+    def image(self, prompt: str, **options: Any) -> GenerationResult:
+        return self(prompt, num_frames=1, **options)
+
+    def animate(self, image: Media, prompt: str, image_frame: int = 0, **options: Any) -> GenerationResult:
+        return self(prompt, image=image, image_frame=image_frame, **options)
+
+    def extend(self, video: Media, prompt: str, direction: str = "forward", **options: Any) -> GenerationResult:
+        return self(prompt, video=video, direction=direction, **options)
+
+    def loop(self, prompt: str, video: Media | None = None, **options: Any) -> GenerationResult:
+        return self(prompt, video=video, loop=True, **options)
+
+    def edit(self, video: Media, prompt: str, strength: float = EDIT_STRENGTH, **options: Any) -> GenerationResult:
+        return self(prompt, video=video, strength=strength, **options)
+
+    def connect(self, a: Media, b: Media, prompt: str, **options: Any) -> GenerationResult:
+        return self(prompt, video=a, video_b=b, **options)
+
+    def preview(self, prompt: str, **options: Any) -> GenerationResult:
+        """Text to video at half the width and height with half the steps (at least 4): pick one, then :meth:`upscale`."""
+        width, height = options.pop("width", None), options.pop("height", None)
+        width, height = self.preview_size(width or self.limits.default_width, height or self.limits.default_height)
+        steps = max(4, options.pop("steps", 30) // 2)
+        return self(prompt, width=width, height=height, steps=steps, **options)
+
+    def preview_size(self, width: int, height: int) -> tuple[int, int]:
+        multiple = self.limits.size_multiple
+        return tuple(max(multiple, round(side / 2 / multiple) * multiple) for side in (width, height))
+
+    def upscale(
+        self, preview: Media, prompt: str, strength: float = UPSCALE_STRENGTH, **options: Any
+    ) -> GenerationResult:
+        """SDEdit a preview at full size (default: twice the preview's width and height)."""
+        frames, fps = load_video(preview, "video")
+        limits = self.limits
+        if options.get("width") is None:
+            options["width"] = min(limits.max_width, 2 * frames.shape[2])
+        if options.get("height") is None:
+            options["height"] = min(limits.max_height, 2 * frames.shape[1])
+        return self(prompt, video=Video(frames, fps or limits.default_fps), strength=strength, **options)
+
+    def _expand(self, request: Request, job: Job) -> str:
+        """The prompt as the model reads it: a caption in the training style, when ``expand``."""
+        if not request.expand or not request.prompt.strip():
+            return request.prompt
+        from kinetoscope.language import expand_prompt
+
+        frames = job.plan.window[1] - job.plan.window[0]
+        return expand_prompt(
+            request.prompt, job.seed, width=job.width, height=job.height, frames=frames, fps=job.fps
+        ).caption
+
+    # ------------------------------------------------------------------ sampling
+    def _sample(
+        self, job: Job, prompt: str, negative: str, request: Request, guidance: float, progress: Progress | None
+    ) -> torch.Tensor:
+        """The clip's clean latents ``(C, t, h, w)``: one run of the flow sampler."""
+        plan, device = job.plan, self.device
+        shape = self.vae.latent_shape(plan.frames, job.height, job.width)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(job.seed))
+        batch = pack([noise.to(device)], self.dit.config.patch_size)
+        known, known_mask, tied = self._conditions(plan, batch, shape)
+        start = None if plan.source is None else pack([self._encode(plan.source)], batch.patch_size).tokens
+        cond = self._velocity(batch, prompt)
+        uncond = self._velocity(batch, negative) if guidance != 1 else None
+        tokens = sample(
+            cond,
+            batch.tokens,
+            request.steps,
+            time_shift=shift_for_tokens(len(batch.tokens), self.flow),
+            uncond_velocity=uncond,
+            guidance=guidance,
+            guidance_rescale=request.guidance_rescale,
+            known=known,
+            known_mask=known_mask,
+            tied=tied,
+            start=start,
+            strength=plan.strength,
+            callback=progress,
+        )
+        return batch.unpack(tokens)[0]
+
+    def _conditions(
+        self, plan: plans.Plan, batch: PackedBatch, shape: tuple[int, ...]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Known latent tokens and their mask from the plan's segments, and the loop's tie."""
+        tc = self.limits.frame_multiple
+        latent_frames = shape[1]
+        known = torch.zeros(shape, device=self.device)
+        mask = torch.zeros(latent_frames, dtype=torch.bool)
+        for segment in plan.segments:
+            z = self._encode(segment.encoded(tc))
+            at = segment.at // tc
+            known[:, at : at + z.shape[1]] = z
+            mask[at : at + z.shape[1]] = True
+        tied = None
+        if plan.loop and mask[0]:
+            known[:, -1], mask[-1] = known[:, 0], True
+        elif plan.loop:
+            frame = batch.positions[:, 0]
+            tied = ((frame == latent_frames - 1).nonzero()[:, 0], (frame == 0).nonzero()[:, 0])
+        if not mask.any():
+            return None, None, tied
+        return pack([known], batch.patch_size).tokens, batch.frames_to_tokens([mask]), tied
+
+    def _velocity(self, batch: PackedBatch, prompt: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        embeddings, mask = self.text_encoder.encode([prompt])
+        dtype = self.dit.patch_embed.weight.dtype
+        embeddings, mask = embeddings.to(self.device, dtype), mask.to(self.device)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.dit(batch.with_tokens(x.to(dtype)), t, embeddings, mask).float()
+
+        return velocity
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` -> normalised latents ``(C, t, h, w)`` (posterior mean)."""
+        x = frames_to_tensor(frames, device=self.device)[None]
+        return self.vae.encode(x, tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0]
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents -> float frames ``(T, H, W, 3)`` in 0..255, in VAE tiles when frames are large."""
+        x = self.vae.decode(latents[None], tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0]
+        return ((x.float() + 1.0) * 127.5).permute(1, 2, 3, 0).cpu().numpy()
+
+
+# ---------------------------------------------------------------- safety hooks
+def _enforce_policy(prompt: str) -> None:
+    """The content policy (``kinetoscope.safety``): refuses a prompt before anything is computed."""
+    from kinetoscope.safety import load_policy
+
+    load_policy().enforce(prompt)
+
+
+def _watermark(frames: np.ndarray, model_id: str) -> np.ndarray:
+    """Every output frame carries the invisible watermark naming ``model_id``."""
+    from kinetoscope.safety import embed_watermark
+
+    return embed_watermark(frames, model_id)
