@@ -149,3 +149,29 @@ def test_train_vae_with_discriminator_on_a_manifest_with_bad_files(world_data, t
     assert len(vae.config.latent_mean) == len(vae.config.latent_std) == vae.latent_channels == 4
     assert all(s > 0 for s in vae.config.latent_std)
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000003_0.mp4", "step_00000003_1.mp4"]
+
+
+def test_tiny_dit_overfits_one_world_clip(world_data, tmp_path):
+    from kinetoscope.train import TrainConfig, train
+
+    one = write_manifest(tmp_path / "one.jsonl", read_manifest(world_data / "clips" / "manifest.jsonl")[:1])
+    never_conditioned = {"mask_none": 1.0, "mask_first": 0.0, "mask_first_k": 0.0, "mask_last": 0.0}
+    cfg = {
+        "run_dir": str(tmp_path / "run"),
+        "steps": 40,
+        "log_every": 10,
+        "checkpoint_every": 40,
+        "optim": {"lr": 1e-2, "weight_decay": 0.0},
+        "schedule": {"kind": "constant", "warmup_steps": 5},
+        "ema": {"decay": 0.0},
+        # The same clip 4 times a step: 4 noise levels, so the loss curve is not one draw's luck.
+        "data": {"source": "manifest", "manifest": str(one), "batch_size": 4},
+        "task": {
+            "kind": "dit",
+            "vae": str(world_data / "vae"),
+            "flow": {"text_dropout": 0.0, "mask_first_last": 0.0, "mask_keyframes": 0.0, **never_conditioned},
+        },
+    }
+    train(TrainConfig.from_dict(cfg))
+    loss = {int(r["step"]): float(r["loss"]) for r in read_metrics(tmp_path / "run")}
+    assert (loss[30] + loss[40]) / 2 < 0.6 * loss[10], loss
