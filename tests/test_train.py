@@ -69,9 +69,15 @@ def test_config_file_overrides_and_errors(tmp_path):
 
 def test_unknown_task_and_bad_task_option(tmp_path):
     with pytest.raises(ConfigError, match="Unknown training task 'gan'"):
-        train(TrainConfig(run_dir=str(tmp_path), task={"kind": "gan"}))
+        train(TrainConfig.from_dict({"run_dir": str(tmp_path), "data": {"batch_size": 2}, "task": {"kind": "gan"}}))
+    with pytest.raises(ConfigError, match="Set data.token_budget"):
+        train(TrainConfig(run_dir=str(tmp_path), task={"kind": "toy"}))
     with pytest.raises(ConfigError, match="no field 'widht'"):
-        train(TrainConfig(run_dir=str(tmp_path), task={"kind": "toy", "widht": 3}))
+        train(
+            TrainConfig.from_dict(
+                {"run_dir": str(tmp_path), "data": {"batch_size": 2}, "task": {"kind": "toy", "widht": 3}}
+            )
+        )
 
 
 def test_lr_schedule_warmup_cosine_constant():

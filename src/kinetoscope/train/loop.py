@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor
 from kinetoscope.data.batching import PlanState
 from kinetoscope.data.loader import LoadedBatch, load_batches
 from kinetoscope.data.seeding import derive_seed
-from kinetoscope.errors import CheckpointError, KinetoscopeError
+from kinetoscope.errors import CheckpointError, ConfigError, KinetoscopeError
 from kinetoscope.files import atomic_write_json
 from kinetoscope.progress import ProgressBar
 from kinetoscope.train import checkpoint as ckpt
@@ -86,6 +86,10 @@ class Trainer:
         self.info = info
         self.run_dir = Path(config.run_dir)
         self.resume_from = resume
+        if not (config.data.batch_size or config.data.token_budget):
+            raise ConfigError(
+                "Set data.token_budget (work per micro-batch) or data.batch_size (samples per micro-batch)."
+            )
         task_cls = task_class(config.task_kind)
         options = task_cls.config_class.from_dict(config.task_options)
         self.task: Task = task_cls(options, config, info, self.run_dir)
