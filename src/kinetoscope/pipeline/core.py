@@ -24,7 +24,7 @@ from kinetoscope.errors import CheckpointError, InvalidInputError
 from kinetoscope.flow import FlowConfig, sample, shift_for_tokens
 from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
 from kinetoscope.pipeline import plan as plans
-from kinetoscope.pipeline.limits import Limits
+from kinetoscope.pipeline.limits import Limits, nearest_multiple
 from kinetoscope.pipeline.media import Media, load_video
 from kinetoscope.pipeline.request import Job, Request, plan_request
 from kinetoscope.vae import CausalVAE
@@ -200,7 +200,7 @@ class Pipeline:
 
     def preview_size(self, width: int, height: int) -> tuple[int, int]:
         multiple = self.limits.size_multiple
-        return tuple(max(multiple, round(side / 2 / multiple) * multiple) for side in (width, height))
+        return tuple(max(multiple, nearest_multiple(side / 2, multiple)) for side in (width, height))
 
     def upscale(
         self, preview: Media, prompt: str, strength: float = UPSCALE_STRENGTH, **options: Any

@@ -72,7 +72,7 @@ class Limits:
                 f"(a multiple of {self.size_multiple}).",
                 param=name,
             )
-        rounded = min(high, max(low, round(value / self.size_multiple) * self.size_multiple))
+        rounded = min(high, max(low, nearest_multiple(value, self.size_multiple)))
         if rounded != value:
             notes.append(f"{name} {value} rounded to {rounded} (a multiple of {self.size_multiple})")
         return rounded
@@ -89,3 +89,8 @@ def frames_for(seconds: float, fps: float) -> int:
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise InvalidInputError(f"seconds must be a positive number, got {seconds!r}.", param="seconds")
     return max(1, round(seconds * fps))
+
+
+def nearest_multiple(value: float, multiple: int) -> int:
+    """The multiple of ``multiple`` nearest to ``value``; halfway rounds up (40 -> 48 for 16)."""
+    return math.floor(value / multiple + 0.5) * multiple

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from kinetoscope.pipeline.limits import nearest_multiple
+
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
@@ -75,7 +77,7 @@ def animate(image: np.ndarray, at: int, frames: int, tc: int, notes: list[str]) 
     offset = next((o for o in range(clip - frames + 1) if (at + o) % tc == 0), None)
     if offset is None:
         offset = 0
-        placed = min(tc * round(at / tc), tc * ((frames - 1) // tc))
+        placed = min(nearest_multiple(at, tc), tc * ((frames - 1) // tc))
         notes.append(
             f"image_frame {at} moved to frame {placed}: frames {tc}j-{tc - 1}..{tc}j share one latent frame "
             f"and a given image is the last of its group"
@@ -103,7 +105,7 @@ def connect(a: np.ndarray, b: np.ndarray, frames: int, tc: int, context: int, no
     """Video ``a``, a transition of about ``frames`` new frames, then video ``b``. The transition
     has ``tc k + tc - 1`` frames (``b``'s first latent frame ends a group); a note gives any rounding."""
     keep_a, keep_b = context_frames(len(a), context, tc), context_frames(len(b), context, tc)
-    between = tc * max(0, round((frames - (tc - 1)) / tc)) + tc - 1
+    between = max(0, nearest_multiple(frames - (tc - 1), tc)) + tc - 1
     if between != frames:
         notes.append(f"transition of {frames} frames made {between} long (transitions have {tc}k + {tc - 1} frames)")
     at_b = keep_a + between
@@ -114,7 +116,7 @@ def connect(a: np.ndarray, b: np.ndarray, frames: int, tc: int, context: int, no
 
 def loop(frames: int, tc: int, notes: list[str], start: np.ndarray | None = None) -> Plan:
     """A clip of ``tc k`` frames whose frame after the last is its first; ``start``: its given first frames."""
-    cycle = max(tc, tc * round(frames / tc))
+    cycle = max(tc, nearest_multiple(frames, tc))
     if cycle != frames:
         notes.append(f"loop of {frames} frames made {cycle} long (loops have a multiple of {tc} frames)")
     segments = (Segment(start, 0),) if start is not None else ()

@@ -19,7 +19,7 @@ import numpy as np
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.io.frames import check_fps
 from kinetoscope.pipeline import plan as plans
-from kinetoscope.pipeline.limits import DEFAULT_SECONDS, Limits, frames_for
+from kinetoscope.pipeline.limits import DEFAULT_SECONDS, Limits, frames_for, nearest_multiple
 from kinetoscope.pipeline.media import Media, fit_frames, load_image, load_video
 
 DIRECTIONS = ("forward", "backward")
@@ -253,7 +253,7 @@ def _size(request: Request, limits: Limits, given: np.ndarray | None, notes: lis
 
 
 def _on_grid(side: float, low: int, high: int, multiple: int) -> int:
-    return min(high, max(low, round(side / multiple) * multiple))
+    return min(high, max(low, nearest_multiple(side, multiple)))
 
 
 def _check_text(text: Any, name: str, allow_empty: bool) -> None:
