@@ -109,7 +109,8 @@ def test_lora_fine_tune_trains_only_adapters_and_exports_merged(world_data, tmp_
 
 
 def test_train_dit_needs_a_vae(tmp_path, cli):
-    code, _, err = run_cli(cli, tmp_path, "dit", {"run_dir": str(tmp_path / "r"), "data": {"source": "world"}})
+    cfg = {"run_dir": str(tmp_path / "r"), "data": {"source": "world", "token_budget": 64}}
+    code, _, err = run_cli(cli, tmp_path, "dit", cfg)
     assert code == 2 and "needs a trained VAE" in err
 
 
