@@ -20,7 +20,6 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
-from kinetoscope.pipeline.core import CONTEXT_FRAMES, EDIT_STRENGTH
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
 from kinetoscope.serve.errors import ConflictError, NotFoundError, QueueFullError
 from kinetoscope.serve.schemas import (
@@ -66,6 +65,8 @@ class Settings:
     max_attempts: int = 2
     #: Sent as ``openai-poll-after-ms`` while a job runs (the SDK's ``create_and_poll`` honours it).
     poll_after_ms: int = 1000
+    #: How far a remix or edit departs from its source when the request does not say (the pipeline's default).
+    edit_strength: float = 0.7
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -165,10 +166,9 @@ class VideoService:
 
     def extend(self, request: ExtendRequest) -> Job:
         prompt = self._prompt(request.prompt)
-        # The pipeline conditions on the video's last CONTEXT_FRAMES and samples them with the new ones.
-        seconds = self.capabilities.parse_seconds(
-            request.seconds, most_frames=self.capabilities.limits.max_frames - CONTEXT_FRAMES
-        )
+        # (The pipeline keeps some of the video's frames in the clip it samples; if they and the new
+        # seconds do not fit, the job fails with the pipeline's sentence saying how many would.)
+        seconds = self.capabilities.parse_seconds(request.seconds)
         video_id = new_id()
         with self._staging(video_id) as folder:
             video = self._stage_video(request.video, folder, "video", "video")
@@ -180,9 +180,7 @@ class VideoService:
 
     def connect(self, request: ConnectRequest) -> Job:
         prompt = self._prompt(request.prompt)
-        seconds = self.capabilities.parse_seconds(
-            request.seconds, most_frames=self.capabilities.limits.max_frames - 2 * CONTEXT_FRAMES
-        )
+        seconds = self.capabilities.parse_seconds(request.seconds)
         video_id = new_id()
         with self._staging(video_id) as folder:
             first = self._stage_video(request.video, folder, "video", "video")
@@ -211,9 +209,8 @@ class VideoService:
                 param="model",
             )
 
-    @staticmethod
-    def _strength(request: RemixRequest) -> float:
-        return request.strength if request.strength is not None else EDIT_STRENGTH
+    def _strength(self, request: RemixRequest) -> float:
+        return request.strength if request.strength is not None else self.settings.edit_strength
 
     @staticmethod
     def _check_image_frame(request: CreateRequest, num_frames: int) -> None:

@@ -165,33 +165,26 @@ class Store:
         return self.get(row["id"])
 
     def set_progress(self, video_id: str, progress: int) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE videos SET progress = ? WHERE id = ? AND status = 'in_progress'", (progress, video_id)
-            )
+        self._update_running(video_id, "progress = ?", (progress,))
 
     def complete(self, video_id: str, *, size: str, seconds: str) -> bool:
-        """Mark a job done, with the size and duration it came out at (an upload may have been fitted)."""
-        with self._lock:
-            self._db.execute("UPDATE videos SET size = ?, seconds = ? WHERE id = ? AND status = 'in_progress'",
-                             (size, seconds, video_id))
-        return self._finish(video_id, "completed", None)
+        """Mark a running job done, with the size and duration it came out at (an upload may have been fitted)."""
+        return self._update_running(
+            video_id, "status = 'completed', progress = 100, size = ?, seconds = ?, completed_at = ?",
+            (size, seconds, int(time.time())),
+        )
 
     def fail(self, video_id: str, error: dict[str, Any]) -> bool:
-        return self._finish(video_id, "failed", error)
+        return self._update_running(
+            video_id, "status = 'failed', error = ?, completed_at = ?", (json.dumps(error), int(time.time()))
+        )
 
     def requeue(self, video_id: str) -> bool:
         """Put a job the server interrupted on purpose back in the queue; this start does not count."""
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE videos SET status = 'queued', progress = 0, attempts = attempts - 1"
-                " WHERE id = ? AND status = 'in_progress'",
-                (video_id,),
-            )
-        return cursor.rowcount == 1
+        return self._update_running(video_id, "status = 'queued', progress = 0, attempts = attempts - 1", ())
 
     def delete(self, video_id: str) -> Job | None:
-        """Remove a job that is not running; return it, or None if it does not exist or runs now."""
+        """Remove a job unless it is running; return its row as it was (still ``in_progress``: kept), or None."""
         with self._lock, self._transaction():
             row = self._db.execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
             if row is None or row["status"] == "in_progress":
@@ -224,13 +217,11 @@ class Store:
         return retry, give_up
 
     # ------------------------------------------------------------------ helpers
-    def _finish(self, video_id: str, status: Status, error: dict[str, Any] | None) -> bool:
+    def _update_running(self, video_id: str, assignments: str, values: tuple) -> bool:
+        """Apply ``assignments`` if the job is still running; whether it was."""
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE videos SET status = ?, progress = ?, error = ?, completed_at = ?"
-                " WHERE id = ? AND status = 'in_progress'",
-                (status, 100 if status == "completed" else 0, json.dumps(error) if error else None,
-                 int(time.time()), video_id),
+                f"UPDATE videos SET {assignments} WHERE id = ? AND status = 'in_progress'", (*values, video_id)
             )
         return cursor.rowcount == 1
 

@@ -156,6 +156,7 @@ async function show(video) {
   $("player").hidden = false;
   $("downloads").hidden = false;
   await refreshHistory();
+  $("source").value = video.id;  // ready to extend, edit or remix what was just shown
 }
 
 // ------------------------------------------------------------------ past videos
