@@ -74,8 +74,7 @@ class _Phrase:
 
     @classmethod
     def parse(cls, text: str) -> _Phrase:
-        words = _NON_WORD.split(_fold(text).translate(_LEET))
-        words = [w for w in words if w]
+        words = _entry_words(text)
         return cls(
             text, tuple(_collapse(w) for w in words[:-1]), frozenset(_collapse(words[-1] + s) for s in _SUFFIXES)
         )
@@ -95,9 +94,9 @@ class Category:
     patterns: tuple[re.Pattern, ...] = ()
     all_of: tuple[tuple[_Phrase, ...], ...] = ()
 
-    def match(self, readings: list[list[str]]) -> str | None:
-        """The first word, phrase or pattern of this category found in the prompt, or None."""
-        collapsed = [[_collapse(w) for w in words] for words in readings]
+    def match(self, readings: list[list[str]], collapsed: list[list[str]]) -> str | None:
+        """The first word, phrase or pattern of this category found in the prompt's readings
+        (and the same with repeated letters collapsed), or None."""
         for phrase in self.words:
             if any(phrase.found_in(words) for words in collapsed):
                 return phrase.text
@@ -152,8 +151,9 @@ class PromptPolicy:
     def check(self, prompt: str) -> PolicyDecision:
         """Decide whether ``prompt`` may be generated; a refusal says which category and why."""
         readings = list(_readings(prompt))
+        collapsed = [[_collapse(w) for w in words] for words in readings]
         for category in self.categories:
-            matched = category.match(readings)
+            matched = category.match(readings, collapsed)
             if matched is not None:
                 reason = (
                     f"the prompt was refused by the content policy: it asks for {category.description} "
@@ -213,7 +213,7 @@ def _strings(values: object, where: str) -> list[str]:
 def _phrases(values: object, where: str) -> tuple[_Phrase, ...]:
     phrases = []
     for value in _strings(values, where):
-        if not _NON_WORD.sub("", _fold(value).translate(_LEET)):
+        if not _entry_words(value):
             raise ConfigError(f"{where}: {value!r} has no letters or digits to match.")
         phrases.append(_Phrase.parse(value))
     return tuple(phrases)
@@ -236,6 +236,11 @@ def _fold(text: str) -> str:
 
 def _collapse(word: str) -> str:
     return _REPEATS.sub(r"\1", word)
+
+
+def _entry_words(text: str) -> list[str]:
+    """A policy word or phrase, normalised like a prompt (a "1" in it is read as "i")."""
+    return _words(_unleet(token, "i") for token in _fold(text).split())
 
 
 def _readings(prompt: str) -> Iterator[list[str]]:
