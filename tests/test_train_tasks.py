@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -51,6 +52,7 @@ def run_cli(cli, tmp_path, kind, cfg, *extra):
 
 def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
     from kinetoscope.dit import DiT
+    from kinetoscope.safety.detect import model_id_for
     from kinetoscope.text import TextEncoder
 
     run = tmp_path / "run"
@@ -70,6 +72,10 @@ def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
     assert [p.name for p in sorted((run / "samples").iterdir())] == ["step_00000003_0.mp4"]
     index = json.loads((final / "model_index.json").read_text())
     assert index["dit"] == ["kinetoscope.dit", "DiT"] and index["text"] == ["kinetoscope.text", "TextEncoder"]
+    # The watermark names the model by this id: the run's name and a digest of its weights, never just "final".
+    digest = hashlib.sha256((final / "dit" / "model.safetensors").read_bytes()).hexdigest()[:8]
+    assert index["model_id"] == f"run-{digest}"
+    assert model_id_for(final) == index["model_id"]
     dit = DiT.from_pretrained(final / "dit")
     text = TextEncoder.from_pretrained(final / "text")
     assert dit.config.text_dim == text.dim and dit.config.in_channels == 4

@@ -293,7 +293,16 @@ class DiTTask(Task):
         else:
             models["text"].save_pretrained(out_dir / "text")
             index["text"] = ["kinetoscope.text", "TextEncoder"]
+        index["model_id"] = model_id(self.run_dir.name, out_dir / "dit" / "model.safetensors")
         atomic_write_json(out_dir / MODEL_INDEX, index)
+
+
+def model_id(run_name: str, weights: Path) -> str:
+    """The run's name and a digest of the DiT's weights: what the watermark names, distinct per trained model."""
+    import hashlib
+
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    return f"{run_name}-{digest}"
 
 
 def read_model_index(model_dir: str | Path) -> dict[str, Any]:
