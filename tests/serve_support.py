@@ -1,20 +1,11 @@
-"""Shared by test_serve.py and test_web.py: the pipeline they serve and a live uvicorn server on loopback."""
+"""Shared by test_serve.py and test_web.py: a live uvicorn server on loopback."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import pytest
 import uvicorn
-
-
-@pytest.fixture(scope="module")
-def pipeline(tiny_model_dir):
-    """The real pipeline with the tiny trained model of tests/conftest.py."""
-    from kinetoscope.pipeline import Pipeline
-
-    return Pipeline.from_pretrained(tiny_model_dir, device="cpu")
 
 
 class LiveServer:
@@ -26,7 +17,7 @@ class LiveServer:
         self.start_timeout = start_timeout
         self.url = ""
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> LiveServer:  # noqa: PYI034
         self.thread.start()
         deadline = time.monotonic() + self.start_timeout
         while not self.server.started:
@@ -40,4 +31,3 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60)
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import io
-import json
 import os
 import queue
 import re
@@ -22,18 +21,26 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
-import httpx2  # noqa: E402  (the openai SDK's HTTP client)
+import httpx2
+from serve_support import LiveServer
 
-from kinetoscope.io import read_image, read_video, write_video  # noqa: E402
-from kinetoscope.serve import Settings, create_app  # noqa: E402
-from kinetoscope.serve.store import NewJob, QueueFull, Store  # noqa: E402
-from serve_support import LiveServer, pipeline  # noqa: E402,F401
+from kinetoscope.io import read_image, read_video
+from kinetoscope.serve import Settings, create_app
+from kinetoscope.serve.store import NewJob, QueueFull, Store
 
 # The SDK marks the Sora endpoints deprecated; they are exactly what this service offers.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 #: Few steps: the tests check the service, not the pictures.
 FAST = {"steps": 2}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_dir):
+    """The real pipeline with the tiny trained model of tests/conftest.py."""
+    from kinetoscope.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +135,19 @@ def test_image_to_video_from_an_upload_and_from_a_data_url(client, server, small
     png = io.BytesIO()
     Image.fromarray(image).save(png, format="PNG")
 
-    uploaded = client.videos.create(prompt="the picture comes alive", input_reference=("still.png", png.getvalue(),
-                                    "image/png"), **small, extra_body=FAST)
+    uploaded = client.videos.create(
+        prompt="the picture comes alive",
+        input_reference=("still.png", png.getvalue(), "image/png"),
+        **small,
+        extra_body=FAST,
+    )
     data_url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
     # (this SDK version cannot send an input_reference object itself; extra_body carries it as a form field)
-    by_url = client.videos.create(prompt="the picture comes alive", **small,
-                                  extra_body={**FAST, "image_frame": -1, "input_reference": {"image_url": data_url}})
+    by_url = client.videos.create(
+        prompt="the picture comes alive",
+        **small,
+        extra_body={**FAST, "image_frame": -1, "input_reference": {"image_url": data_url}},
+    )
     for video, image_frame in ((uploaded, 0), (by_url, -1)):
         job = server.app.state.service.store.get(video.id)
         assert job.kind == "animate" and job.params["image_frame"] == image_frame
@@ -149,10 +163,14 @@ def test_remix_extend_edit_connect_and_loop(client, server, finished, tmp_path):
 
     remix = client.videos.remix(finished.id, prompt="a blue ball rolls to the left", extra_body=FAST)
     # openai 3.54 raises on its own video={"id": ...} (it expects a file there); extra_body carries the reference.
-    extension = client.videos.extend(prompt="and it keeps rolling", seconds="1", video=openai.omit,
-                                     extra_body={**FAST, "video": {"id": finished.id}})
-    edit = client.videos.edit(prompt="make it green", video=("mine.mp4", (tmp_path / "source.mp4").read_bytes(),
-                              "video/mp4"), extra_body={**FAST, "strength": 0.5})
+    extension = client.videos.extend(
+        prompt="and it keeps rolling", seconds="1", video=openai.omit, extra_body={**FAST, "video": {"id": finished.id}}
+    )
+    edit = client.videos.edit(
+        prompt="make it green",
+        video=("mine.mp4", (tmp_path / "source.mp4").read_bytes(), "video/mp4"),
+        extra_body={**FAST, "strength": 0.5},
+    )
     assert remix.remixed_from_video_id == finished.id and remix.size == finished.size
     assert float(extension.seconds) == pytest.approx(source.num_frames / source.fps + 1, abs=0.01)
 
@@ -171,7 +189,9 @@ def test_remix_extend_edit_connect_and_loop(client, server, finished, tmp_path):
         "prompt": "the red ball turns blue", "video": {"id": finished.id}, "video_b": {"id": remix.id}, "seconds": "1",
         **FAST,
     })  # fmt: skip
-    loop = client.videos.create(prompt="a ball circles", size=finished.size, seconds="1", extra_body={**FAST, "loop": True})
+    loop = client.videos.create(
+        prompt="a ball circles", size=finished.size, seconds="1", extra_body={**FAST, "loop": True}
+    )
     for video in (connection, loop):
         done = wait(client, video.id)
         assert done.status == "completed", done.error
@@ -182,16 +202,24 @@ def test_remix_extend_edit_connect_and_loop(client, server, finished, tmp_path):
     assert server.app.state.service.store.get(loop.id).params["loop"] is True
 
 
-def test_extra_fields_reach_the_pipeline_and_the_same_seed_gives_the_same_video(client, small, tmp_path):
-    a, b, c = (client.videos.create(prompt="two balls collide", **small, extra_body={**FAST, "seed": seed})
-               for seed in (11, 11, 12))
-    assert (a.seed, c.seed) == (11, 12)
-    frames = [decode(client.videos.download_content(wait(client, v.id).id).content, tmp_path, f"{v.id}.mp4").frames
-              for v in (a, b, c)]
+def test_extra_fields_reach_the_pipeline_and_the_same_seed_gives_the_same_video(client, server, small, tmp_path):
+    a, b, c = (
+        client.videos.create(prompt="two balls collide", **small, extra_body={**FAST, "seed": seed})
+        for seed in (11, 11, 12)
+    )
+    assert (a.seed, b.seed, c.seed) == (11, 11, 12)
+    service = server.app.state.service
+    width, height = service.capabilities.parse_size(small["size"])
+    assert service.store.get(a.id).params == {"prompt": "two balls collide", "seed": 11, "steps": 2, "width": width,
+        "height": height, "seconds": 1.0, "fps": service.capabilities.fps, "loop": False}  # fmt: skip
+    frames = [
+        decode(client.videos.download_content(wait(client, v.id).id).content, tmp_path, f"{v.id}.mp4").frames
+        for v in (a, b, c)
+    ]
     same, other = (np.abs(frames[0].astype(float) - f).mean() for f in frames[1:])
-    # Same seed, same video: equal up to float noise (one run of the suite under heavy load saw a few
-    # pixels off by up to 4 levels); another seed is far off.
-    assert same < 0.25 and other > 10 * max(same, 0.1), (same, other)
+    # Same seed, same video, up to float noise (one loaded run saw a few pixels off by up to 4 levels);
+    # another seed gives another video (only a little other: the tiny trained model barely depends on its noise).
+    assert same < 0.25 and other > max(3 * same, 0.05), (same, other)
 
 
 def test_list_paginates_with_a_cursor_and_delete_removes_everything(pipeline, tmp_path, small):
@@ -242,8 +270,22 @@ def test_fifty_concurrent_creates_are_all_queued_and_all_finish(pipeline, tmp_pa
 def _start_server(model_dir: Path, data: Path) -> tuple[subprocess.Popen, str]:
     """``kinetoscope serve`` on a port the OS picks; returns the process and its URL once it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "kinetoscope.cli", "serve", "--model", str(model_dir), "--port", "0", "--data", str(data)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "KINETOSCOPE_PROGRESS": "0"},
+        [
+            sys.executable,
+            "-m",
+            "kinetoscope.cli",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--port",
+            "0",
+            "--data",
+            str(data),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "KINETOSCOPE_PROGRESS": "0"},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
@@ -263,8 +305,9 @@ def test_a_crash_in_the_middle_of_a_queue_loses_no_job(pipeline, tiny_model_dir,
     process, url = _start_server(tiny_model_dir, tmp_path)
     try:
         client = sdk(url)
-        ids = [client.videos.create(prompt=f"clip {i}", **small, extra_body={"steps": 8, "seed": i}).id
-               for i in range(3)]
+        ids = [
+            client.videos.create(prompt=f"clip {i}", **small, extra_body={"steps": 8, "seed": i}).id for i in range(3)
+        ]
         deadline = time.monotonic() + 120
         while client.videos.retrieve(ids[0]).status != "completed" and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -324,8 +367,13 @@ KEY = {"Authorization": "Bearer sekret"}
 @pytest.fixture(scope="module")
 def strict(pipeline, tmp_path_factory):
     """A server with an API key, small limits and its worker stopped, so that jobs stay queued."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("strict"), api_key="sekret", max_prompt_chars=200,
-                        max_upload_bytes=200_000, max_queue=3)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("strict"),
+        api_key="sekret",
+        max_prompt_chars=200,
+        max_upload_bytes=200_000,
+        max_queue=3,
+    )
     app = create_app(pipeline, settings)
     with LiveServer(app) as live:
         app.state.service.worker.stop()
@@ -342,9 +390,10 @@ def _png(size=(32, 32)) -> bytes:
 def _malformed(queued_id: str, small: dict) -> list[tuple[str, str, str, dict, int, str | None]]:
     """(name, method, path, httpx arguments, expected status, expected error.param)."""
     ok = {"prompt": "a ball", **small}
-    form = lambda **fields: {"data": fields}  # noqa: E731
+    form = lambda **fields: {"data": fields}
     bad_video = ("v.mp4", b"this is not a video", "video/mp4")
     unknown = "video_" + "0" * 32
+    # fmt: off
     return [
         ("no key", "POST", "/v1/videos", {"json": ok, "headers": {}}, 401, None),
         ("wrong key", "GET", "/v1/videos", {"headers": {"Authorization": "Bearer nope"}}, 401, None),
@@ -406,6 +455,7 @@ def _malformed(queued_id: str, small: dict) -> list[tuple[str, str, str, dict, i
         ("wrong method", "PUT", "/v1/videos", {"json": ok}, 405, None),
         ("no such route", "GET", "/v1/nothing", {}, 404, None),
     ]
+    # fmt: on
 
 
 def test_malformed_requests_get_a_4xx_with_an_openai_error_body(strict, small):
@@ -425,7 +475,8 @@ def test_malformed_requests_get_a_4xx_with_an_openai_error_body(strict, small):
                 response.status_code == status
                 and isinstance(error, dict)
                 and set(error) == {"message", "type", "param", "code"}
-                and isinstance(error["message"], str) and error["message"].endswith(".")
+                and isinstance(error["message"], str)
+                and error["message"].endswith(".")
                 and (param is None or error["param"] == param)
             )
             if not ok:

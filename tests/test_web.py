@@ -10,14 +10,29 @@ from PIL import Image
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from kinetoscope.serve import Settings, create_app  # noqa: E402
-from serve_support import LiveServer, pipeline  # noqa: E402,F401
+from serve_support import LiveServer
+
+from kinetoscope.serve import Settings, create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_dir):
+    """The real pipeline with the tiny trained model of tests/conftest.py."""
+    from kinetoscope.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture
@@ -26,7 +41,11 @@ def browser_page(tmp_path):
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            tmp_path / "profile", executable_path=CHROMIUM, args=FLAGS, headless=True, viewport={"width": 1100, "height": 900}
+            tmp_path / "profile",
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1100, "height": 900},
         )
         page = context.new_page()
         page.set_default_timeout(30_000)
@@ -34,7 +53,7 @@ def browser_page(tmp_path):
         context.close()
 
 
-def test_the_page_turns_a_prompt_into_a_playable_video(pipeline, browser_page, tmp_path):  # noqa: F811
+def test_the_page_turns_a_prompt_into_a_playable_video(pipeline, browser_page, tmp_path):
     page = browser_page
     console_errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))

@@ -11,9 +11,10 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -309,6 +310,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = {"message": "The server had an error processing the request.", "type": "server_error", "param": None,
-                "code": None}
+        body = {
+            "message": "The server had an error processing the request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
         return JSONResponse({"error": body}, status_code=500)

@@ -59,7 +59,9 @@ class Capabilities:
     def parse_size(self, text: Any, param: str = "size") -> tuple[int, int]:
         match = _SIZE.fullmatch(text) if isinstance(text, str) else None
         if match is None:
-            raise InvalidInputError(f"{param} must be WIDTHxHEIGHT such as {self.default_size}, got {text!r}.", param=param)
+            raise InvalidInputError(
+                f"{param} must be WIDTHxHEIGHT such as {self.default_size}, got {text!r}.", param=param
+            )
         width, height = int(match[1]), int(match[2])
         if not self._fits(width, height):
             raise InvalidInputError(

@@ -7,7 +7,7 @@ form carries ("8", "true"). Unknown fields are refused, as OpenAI does.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class VideoError(BaseModel):
     code: str
     message: str
-    param: Optional[str] = None
-    type: Optional[str] = None
+    param: str | None = None
+    type: str | None = None
 
 
 class Video(BaseModel):
@@ -29,22 +29,22 @@ class Video(BaseModel):
     status: Literal["queued", "in_progress", "completed", "failed"]
     progress: int
     created_at: int
-    completed_at: Optional[int] = None
-    expires_at: Optional[int] = None
+    completed_at: int | None = None
+    expires_at: int | None = None
     model: str
     seconds: str
     size: str
-    prompt: Optional[str] = None
-    remixed_from_video_id: Optional[str] = None
-    error: Optional[VideoError] = None
-    seed: Optional[int] = None
+    prompt: str | None = None
+    remixed_from_video_id: str | None = None
+    error: VideoError | None = None
+    seed: int | None = None
 
 
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Video]
-    first_id: Optional[str] = None
-    last_id: Optional[str] = None
+    first_id: str | None = None
+    last_id: str | None = None
     has_more: bool
 
 
@@ -57,8 +57,8 @@ class VideoDeleted(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorBody(BaseModel):
@@ -73,8 +73,8 @@ class _Request(BaseModel):
 class ImageReference(_Request):
     """``input_reference`` given as an object: a base64 ``data:`` URL (nothing is fetched from the network)."""
 
-    image_url: Optional[str] = None
-    file_id: Optional[str] = None
+    image_url: str | None = None
+    file_id: str | None = None
 
 
 class VideoReference(_Request):
@@ -87,19 +87,19 @@ class _Generation(_Request):
     """Fields every request shares; all but ``prompt`` are kinetoscope extras (send them with ``extra_body``)."""
 
     prompt: str
-    negative_prompt: Optional[str] = None
-    seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
-    steps: Optional[int] = Field(None, ge=1, le=500)
-    guidance: Optional[float] = Field(None, ge=0.0, le=50.0)
+    negative_prompt: str | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    steps: int | None = Field(None, ge=1, le=500)
+    guidance: float | None = Field(None, ge=0.0, le=50.0)
 
 
 class CreateRequest(_Generation):
     """``POST /v1/videos``: text to video, or image to video with ``input_reference``."""
 
-    model: Optional[str] = None
-    seconds: Optional[Union[str, float]] = None
-    size: Optional[str] = None
-    input_reference: Optional[Union[UploadFile, ImageReference]] = Field(
+    model: str | None = None
+    seconds: str | float | None = None
+    size: str | None = None
+    input_reference: UploadFile | ImageReference | None = Field(
         None, description='an uploaded image file, or {"image_url": "data:image/png;base64,..."}'
     )
     #: Extra: where the given image is placed (0 first frame, -1 last, any index between).
@@ -112,7 +112,7 @@ class RemixRequest(_Generation):
     """``POST /v1/videos/{id}/remix``: the video redone with a new prompt."""
 
     #: Extra: how far from the source to go (0 keeps it, 1 ignores it).
-    strength: Optional[float] = Field(None, gt=0.0, le=1.0)
+    strength: float | None = Field(None, gt=0.0, le=1.0)
 
 
 _VIDEO = 'an uploaded video file, or {"id": "video_..."} of a completed video'
@@ -121,14 +121,14 @@ _VIDEO = 'an uploaded video file, or {"id": "video_..."} of a completed video'
 class EditRequest(RemixRequest):
     """``POST /v1/videos/edits``: a finished video (by id) or an uploaded one, edited with a prompt."""
 
-    video: Union[UploadFile, VideoReference] = Field(description=_VIDEO)
+    video: UploadFile | VideoReference = Field(description=_VIDEO)
 
 
 class ExtendRequest(_Generation):
     """``POST /v1/videos/extensions``: ``seconds`` more of a video (by id or uploaded)."""
 
-    video: Union[UploadFile, VideoReference] = Field(description=_VIDEO)
-    seconds: Union[str, float]
+    video: UploadFile | VideoReference = Field(description=_VIDEO)
+    seconds: str | float
     #: Extra: add the new seconds after the end (forward) or before the start (backward).
     direction: Literal["forward", "backward"] = "forward"
 
@@ -136,6 +136,6 @@ class ExtendRequest(_Generation):
 class ConnectRequest(_Generation):
     """Extra endpoint ``POST /v1/videos/connections``: ``seconds`` of video that lead from ``video`` to ``video_b``."""
 
-    video: Union[UploadFile, VideoReference] = Field(description=_VIDEO)
-    video_b: Union[UploadFile, VideoReference] = Field(description=_VIDEO)
-    seconds: Union[str, float]
+    video: UploadFile | VideoReference = Field(description=_VIDEO)
+    video_b: UploadFile | VideoReference = Field(description=_VIDEO)
+    seconds: str | float

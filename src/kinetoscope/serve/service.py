@@ -13,8 +13,9 @@ import contextlib
 import dataclasses
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from fastapi import UploadFile
 
@@ -101,7 +102,9 @@ class VideoService:
         name, media_type = VARIANTS[variant]
         path = self.files.outputs(video_id) / name
         if not path.is_file():
-            raise NotFoundError(f"The {variant} of video {video_id} is missing from the server's data.", param="variant")
+            raise NotFoundError(
+                f"The {variant} of video {video_id} is missing from the server's data.", param="variant"
+            )
         return path, media_type
 
     def delete(self, video_id: str) -> None:
@@ -122,17 +125,25 @@ class VideoService:
         width, height = caps.parse_size(request.size if request.size is not None else caps.default_size)
         # A loop's last frame flows into its first, which the pipeline samples as one more frame.
         longest = caps.limits.max_frames - 1 if request.loop else None
-        seconds = caps.parse_seconds(request.seconds if request.seconds is not None else caps.default_seconds,
-                                     most_frames=longest)
+        seconds = caps.parse_seconds(
+            request.seconds if request.seconds is not None else caps.default_seconds, most_frames=longest
+        )
         params = self._common(request) | {
-            "width": width, "height": height, "seconds": seconds, "fps": caps.fps, "loop": request.loop
+            "width": width,
+            "height": height,
+            "seconds": seconds,
+            "fps": caps.fps,
+            "loop": request.loop,
         }
         kind = "loop" if request.loop else "generate"
         video_id = new_id()
         with self._staging(video_id) as folder:
             if request.input_reference is not None:
                 self._check_image_frame(request, caps.num_frames(seconds))
-                params |= {"image": self._stage_image(request.input_reference, folder), "image_frame": request.image_frame}
+                params |= {
+                    "image": self._stage_image(request.input_reference, folder),
+                    "image_frame": request.image_frame,
+                }
                 kind = "loop" if request.loop else "animate"
             job = NewJob(kind, caps.model, f"{seconds:g}", f"{width}x{height}", prompt, params)
             return self._submit(video_id, job)
@@ -160,8 +171,14 @@ class VideoService:
                     f"video has {info.num_frames} frames; this model edits at most {most}.", param="video"
                 )
             params = self._common(request) | {"video": video, "strength": self._strength(request)}
-            job = NewJob("edit", self.capabilities.model, seconds_text(info.duration), f"{info.width}x{info.height}", prompt,
-                         params)
+            job = NewJob(
+                "edit",
+                self.capabilities.model,
+                seconds_text(info.duration),
+                f"{info.width}x{info.height}",
+                prompt,
+                params,
+            )
             return self._submit(video_id, job)
 
     def extend(self, request: ExtendRequest) -> Job:
@@ -276,7 +293,9 @@ class VideoService:
         try:
             image = read_image(raw)
         except MediaError:
-            raise MediaError("input_reference is not a PNG, JPEG or WebP image that can be read.", param="input_reference") from None
+            raise MediaError(
+                "input_reference is not a PNG, JPEG or WebP image that can be read.", param="input_reference"
+            ) from None
         write_image(folder / "image.png", image)
         raw.unlink()
         return "image.png"
@@ -297,7 +316,9 @@ class VideoService:
         try:
             read_video(folder / filename, max_frames=1)
         except MediaError:
-            raise MediaError(f"{param} is not a video that can be read (mp4, webm, mov, gif or webp).", param=param) from None
+            raise MediaError(
+                f"{param} is not a video that can be read (mp4, webm, mov, gif or webp).", param=param
+            ) from None
         return filename
 
 

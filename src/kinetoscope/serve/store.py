@@ -17,8 +17,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 ID_PATTERN = re.compile(r"video_[0-9a-f]{32}")
 
@@ -147,8 +148,17 @@ class Store:
             self._db.execute(
                 "INSERT INTO videos (id, kind, status, created_at, model, seconds, size, prompt, remixed_from_video_id,"
                 " params) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                (video_id, job.kind, int(time.time()), job.model, job.seconds, job.size, job.prompt,
-                 job.remixed_from_video_id, json.dumps(job.params)),
+                (
+                    video_id,
+                    job.kind,
+                    int(time.time()),
+                    job.model,
+                    job.seconds,
+                    job.size,
+                    job.prompt,
+                    job.remixed_from_video_id,
+                    json.dumps(job.params),
+                ),
             )
         return self.get(video_id)  # type: ignore[return-value]
 
@@ -170,7 +180,8 @@ class Store:
     def complete(self, video_id: str, *, size: str, seconds: str) -> bool:
         """Mark a running job done, with the size and duration it came out at (an upload may have been fitted)."""
         return self._update_running(
-            video_id, "status = 'completed', progress = 100, size = ?, seconds = ?, completed_at = ?",
+            video_id,
+            "status = 'completed', progress = 100, size = ?, seconds = ?, completed_at = ?",
             (size, seconds, int(time.time())),
         )
 
@@ -204,12 +215,14 @@ class Store:
             self._db.executemany(
                 "UPDATE videos SET status = 'queued', progress = 0 WHERE id = ?", [(i,) for i in retry]
             )
-            error = json.dumps({
-                "code": "interrupted",
-                "message": f"the server stopped while running this job {max_attempts} times; it was not tried again.",
-                "param": None,
-                "type": "server_error",
-            })
+            error = json.dumps(
+                {
+                    "code": "interrupted",
+                    "message": f"the server stopped while running this job {max_attempts} times; it was not tried again.",
+                    "param": None,
+                    "type": "server_error",
+                }
+            )
             self._db.executemany(
                 "UPDATE videos SET status = 'failed', error = ?, completed_at = ? WHERE id = ?",
                 [(error, int(time.time()), i) for i in give_up],

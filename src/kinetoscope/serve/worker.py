@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.files import atomic_directory
@@ -70,7 +71,9 @@ class Worker:
             result = self.pipeline(**self._arguments(job), progress=self._progress(job.id))
             with atomic_directory(self.files.outputs(job.id)) as folder:
                 result.save(folder / Files.VIDEO)
-                write_previews(folder, result.frames, thumbnail_name=Files.THUMBNAIL, spritesheet_name=Files.SPRITESHEET)
+                write_previews(
+                    folder, result.frames, thumbnail_name=Files.THUMBNAIL, spritesheet_name=Files.SPRITESHEET
+                )
         except _Stopped:
             self.store.requeue(job.id)
             log.info("stopped during %s; it is queued again", job.id)
@@ -79,12 +82,15 @@ class Worker:
             log.info("%s failed: %s", job.id, e)
         except Exception as e:  # a bug or an exhausted machine: the job fails, the worker lives on
             log.exception("%s failed", job.id)
-            self.store.fail(job.id, {
-                "code": "generation_failed",
-                "message": f"generation failed with {type(e).__name__}: {e}",
-                "param": None,
-                "type": "server_error",
-            })
+            self.store.fail(
+                job.id,
+                {
+                    "code": "generation_failed",
+                    "message": f"generation failed with {type(e).__name__}: {e}",
+                    "param": None,
+                    "type": "server_error",
+                },
+            )
         else:
             frames, height, width = result.frames.shape[:3]
             self.store.complete(job.id, size=f"{width}x{height}", seconds=seconds_text(frames / result.fps))
