@@ -25,3 +25,35 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A model directory (model_index.json, vae/, dit/, text/) of a tiny VAE, DiT and text encoder
+    trained for a few seconds by the trainer on 32x32 world clips. Trained once per test session:
+    xdist workers share it through a lock, so any test file may use it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by its workers
+    runs = root / "tiny_model"
+    model = runs / "dit" / "final"
+    with FileLock(str(root / "tiny_model.lock")):
+        if not (model / "model_index.json").is_file():  # written last by the export
+            from kinetoscope.train import TrainConfig, train
+
+            world = {"scenarios": ["uniform", "bounce"], "sizes": [[32, 32]], "frames": [1, 9], "fps": 10.0}
+            short = {**world, "frames": [1, 5]}  # the VAE learns from shorter clips: it is the slower part
+            common = {"log_every": 1000, "checkpoint_every": 1000, "ema": {"decay": 0.0}, "schedule": {"warmup_steps": 0}}
+            vae = train(TrainConfig.from_dict({
+                **common, "run_dir": str(runs / "vae"), "steps": 8, "optim": {"lr": 3e-3, "weight_decay": 0.0},
+                "data": {"source": "world", "world": short, "batch_size": 2},
+                "task": {"kind": "vae", "preset": "tiny", "loss": {"adversarial_weight": 0.0}, "stats_batches": 2},
+            }))  # fmt: skip
+            train(TrainConfig.from_dict({
+                **common, "run_dir": str(runs / "dit"), "steps": 30, "optim": {"lr": 2e-3, "weight_decay": 0.0},
+                "data": {"source": "world", "world": world, "batch_size": 4},
+                "task": {"kind": "dit", "preset": "tiny", "vae": str(vae), "text_preset": "tiny", "tokenizer_captions": 50},
+            }))  # fmt: skip
+    return model

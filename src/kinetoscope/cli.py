@@ -174,9 +174,8 @@ def train_dit(config: Path = _CONFIG_OPTION, set_: Optional[list[str]] = _SET_OP
 
 @train_app.command("captioner")
 def train_captioner(config: Path = _CONFIG_OPTION, set_: Optional[list[str]] = _SET_OPTION, resume: Optional[Path] = _RESUME_OPTION) -> None:
-    """Train the re-captioner (not available yet)."""
-    typer.echo("error: training the captioner is not available yet: the re-captioner has not been built.", err=True)
-    raise typer.Exit(2)
+    """Train the re-captioner (video to detailed caption) on world clips or a manifest."""
+    _train("captioner", config, set_, resume)
 
 
 @train_app.command("toy", hidden=True)
@@ -226,6 +225,7 @@ def eval_world(
     frames: int = typer.Option(32, min=2, help="Frames per clip."),
     fps: float = typer.Option(10.0, help="Frames per second."),
     seed: int = typer.Option(0, help="Seed of the world clips (and of generation)."),
+    device: str = typer.Option("cpu", help="torch device to generate on (cpu, cuda, ...)."),
     out: Path = typer.Option(..., help="Folder for results.json, report.md and its pictures."),
 ) -> None:
     """Generate world clips with a model (given their first frames) and score them against the world's ground truth."""
@@ -235,10 +235,539 @@ def eval_world(
 
     get_suite(suite)
     width, height = parse_size(size)
-    generator = pipeline_generator(model)
+    generator = pipeline_generator(model, device=device)
     result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps)
     report = write_report(out, [result], title=f"{model} on the {suite} suite", command=" ".join(["kinetoscope", *sys.argv[1:]]))
     _print_summary([result], report)
+
+
+# ---------------------------------------------------------------- vae (kinetoscope.vae)
+vae_app = typer.Typer(help="The causal 3D VAE: compress videos to latents and back.", no_args_is_help=True)
+app.add_typer(vae_app, name="vae")
+
+_VAE_MODEL_OPTION = typer.Option(
+    Path("models/world"), "--model", help="A VAE directory, or a model directory with vae/ inside."
+)
+
+
+@vae_app.command("reconstruct")
+def vae_reconstruct(
+    source: Path = typer.Argument(..., metavar="IN", help="A video, image or folder of frames."),
+    out: Path = typer.Option(..., "-o", "--out", help="The reconstruction: .mp4, .gif, .webp, an image or a folder."),
+    model: Path = _VAE_MODEL_OPTION,
+    fit: bool = typer.Option(
+        False, "--fit", help="Drop trailing frames to 1 + 4k and centre-crop to multiples of 8 instead of refusing."
+    ),
+    tile_size: int = typer.Option(512, min=0, help="Split frames larger than this many pixels into tiles (0: never)."),
+    device: str = typer.Option("cpu", help="torch device (cpu, cuda, ...)."),
+) -> None:
+    """Encode a video or image with the VAE, decode it again, write the result and print PSNR and SSIM."""
+    from kinetoscope.io import read_video, write_image, write_video
+    from kinetoscope.vae.evaluate import fit_frames, load_vae, reconstruct
+
+    vae = load_vae(model, device=device)
+    video = read_video(source)
+    frames = fit_frames(video.frames, vae) if fit else video.frames
+    vae.latent_shape(*frames.shape[:3])  # refuse shapes the VAE cannot take before any work
+    result, scores = reconstruct(vae, frames, tile_size=tile_size or None)
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg") and len(result) == 1:
+        write_image(out, result[0])
+    else:
+        write_video(out, result, video.fps)
+    t, h, w = result.shape[:3]
+    typer.echo(f"wrote {out}: {t} frames, {w}x{h}, PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
+
+
+@eval_app.command("vae")
+def eval_vae(
+    manifest: Path = typer.Option(..., help="JSONL manifest of the videos and images to reconstruct."),
+    model: Path = _VAE_MODEL_OPTION,
+    limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N entries."),
+    device: str = typer.Option("cpu", help="torch device (cpu, cuda, ...)."),
+) -> None:
+    """Reconstruct a manifest's clips through the VAE (each fitted to 1 + 4k frames, multiples of 8) and print PSNR and SSIM."""
+    from kinetoscope.data.manifest import read_manifest
+    from kinetoscope.errors import InvalidInputError
+    from kinetoscope.io import read_video
+    from kinetoscope.progress import ProgressBar
+    from kinetoscope.vae.evaluate import fit_frames, load_vae, reconstruct
+
+    entries = read_manifest(manifest)[:limit]
+    if not entries:
+        raise InvalidInputError(f"Manifest {manifest} has no entries to score.", param="manifest")
+    vae = load_vae(model, device=device)
+    totals = {"psnr": 0.0, "ssim": 0.0}
+    with ProgressBar(len(entries), "reconstructing", unit="clip") as bar:
+        for entry in entries:
+            _, scores = reconstruct(vae, fit_frames(read_video(entry.path).frames, vae))
+            for key in totals:
+                totals[key] += scores[key]
+            bar.advance(1, psnr=f"{scores['psnr']:.2f}")
+    n = len(entries)
+    typer.echo(f"{n} clips: PSNR {totals['psnr'] / n:.2f} dB, SSIM {totals['ssim'] / n:.4f}")
+
+
+# ---------------------------------------------------------------- serve (kinetoscope.serve)
+@app.command()
+def serve(
+    model: Path = typer.Option(..., help="Model directory (model_index.json, vae/, dit/, text/)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
+    data: Path = typer.Option(Path("kinetoscope-data"), help="Folder for the job database, uploads and videos."),
+    database: Optional[Path] = typer.Option(None, help="SQLite job database. Default: DATA/jobs.sqlite3."),
+    api_key: Optional[str] = typer.Option(
+        None, envvar="KINETOSCOPE_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 (env KINETOSCOPE_API_KEY)."
+    ),
+    device: str = typer.Option("cpu", help="torch device to generate on (cpu, cuda, ...)."),
+    max_queue: int = typer.Option(256, min=1, help="Videos queued or running at once; more are refused with 429."),
+    max_upload_mb: float = typer.Option(64.0, min=0.001, help="Largest request body (uploads included), in MiB."),
+    max_prompt_chars: int = typer.Option(4000, min=1, help="Longest prompt, in characters."),
+) -> None:
+    """Serve the OpenAI-compatible /v1/videos API and a web page at / (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from kinetoscope.pipeline import Pipeline
+    from kinetoscope.serve import Settings, create_app
+
+    pipe = Pipeline.from_pretrained(model, device=device)
+    settings = Settings(
+        data_dir=data,
+        database=database,
+        api_key=api_key,
+        max_queue=max_queue,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_prompt_chars=max_prompt_chars,
+    )
+    typer.echo(f"serving {pipe.model_id} at http://{host}:{port}/ (data in {data})")
+    uvicorn.run(create_app(pipe, settings), host=host, port=port, log_level="info")
+
+
+# ---------------------------------------------------------------- safety (kinetoscope.safety)
+@app.command()
+def detect(
+    file: Path = typer.Argument(..., help="A video or image to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    model_id: Optional[list[str]] = typer.Option(
+        None, "--model-id", help="A model id to recognise besides the bundled models (repeatable)."
+    ),
+    trust_anchors: Optional[Path] = typer.Option(
+        None, help="PEM bundle of root certificates whose C2PA signatures count as trusted."
+    ),
+) -> None:
+    """Say whether a video or image carries kinetoscope's watermark, which model made it, and its C2PA manifest."""
+    import json
+
+    from kinetoscope.safety import detect as run_detect
+
+    found = run_detect(file, model_ids=model_id or [], trust_anchors=trust_anchors)
+    if as_json:
+        typer.echo(json.dumps({"file": str(file), **found.to_dict()}))
+        return
+    if found.watermarked:
+        if found.model_id:
+            model = found.model_id
+        elif found.model_hash:
+            model = f"not one known here (hash {found.model_hash}; name it with --model-id)"
+        else:
+            model = "unreadable (the mark is too damaged to name it)"
+        typer.echo(f"{file}: made by kinetoscope, model {model}")
+    else:
+        typer.echo(f"{file}: no kinetoscope watermark found")
+    typer.echo(
+        f"  watermark score {found.score:.1f} (3 or more means watermarked), confidence {found.confidence:.6f}, "
+        f"{found.frames_checked} frames checked"
+    )
+    manifest = found.c2pa
+    if manifest is None:
+        typer.echo("  C2PA: no manifest")
+    else:
+        signer = manifest.get("signer", {})
+        failures = f"; failures: {', '.join(manifest['failures'])}" if manifest["failures"] else ""
+        typer.echo(
+            f"  C2PA: {manifest['state']}, model {manifest.get('model_id')}, "
+            f"signed by {signer.get('common_name')} ({signer.get('issuer')}){failures}"
+        )
+
+
+@app.command()
+def watermark(
+    source: Path = typer.Argument(..., metavar="IN", help="A video or image to watermark."),
+    target: Path = typer.Argument(..., metavar="OUT", help="Where to write it (.mp4, .gif, .webp, .png, ...)."),
+    model_id: str = typer.Option(..., "--model-id", help="The model id the watermark names."),
+    quality: Optional[int] = typer.Option(None, min=0, max=100, help="0-100 as in `kinetoscope convert`. Default: 75 (images 95)."),
+    c2pa_cert: Optional[Path] = typer.Option(None, help="PEM certificate chain (leaf first) to sign a C2PA manifest with."),
+    c2pa_key: Optional[Path] = typer.Option(None, help="PEM private key of the C2PA certificate."),
+) -> None:
+    """Put kinetoscope's invisible watermark for MODEL_ID into every frame; optionally sign a C2PA manifest."""
+    from kinetoscope.errors import InvalidInputError
+    from kinetoscope.safety import sign_file, watermark_file
+
+    if (c2pa_cert is None) != (c2pa_key is None):
+        raise InvalidInputError("give both --c2pa-cert and --c2pa-key to sign, or neither.", param="c2pa_cert")
+    watermark_file(source, target, model_id, quality=quality)
+    if c2pa_cert is not None:
+        sign_file(target, target, cert_chain=c2pa_cert, private_key=c2pa_key, model_id=model_id)
+    typer.echo(f"wrote {target} with the watermark of model {model_id}" + (" and a signed C2PA manifest" if c2pa_cert else ""))
+
+
+policy_app = typer.Typer(help="The prompt policy: check prompts against the (replaceable) policy file.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(
+    prompt: str = typer.Argument(..., help="The prompt to check."),
+    policy: Optional[Path] = typer.Option(
+        None, help="Policy file (YAML, JSON or TOML). Default: $KINETOSCOPE_POLICY, else the built-in policy."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Check a prompt against the content policy: exit 0 when allowed, 1 when refused (with the reason)."""
+    import dataclasses
+    import json
+
+    from kinetoscope.safety import load_policy
+
+    decision = load_policy(policy).check(prompt)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(decision)))
+    elif decision.allowed:
+        typer.echo("allowed")
+    else:
+        typer.echo(f"refused: {decision.reason}")
+    if not decision.allowed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- language (kinetoscope.language)
+_BACKEND_OPTION = typer.Option("builtin", help="builtin (the world-trained model) or openai (any OpenAI-compatible chat endpoint).")
+_BASE_URL_OPTION = typer.Option(None, "--base-url", help="openai backend: the endpoint, e.g. http://localhost:8000/v1.")
+_API_KEY_ENV_OPTION = typer.Option("OPENAI_API_KEY", help="openai backend: the environment variable holding the API key.")
+_TIMEOUT_OPTION = typer.Option(60.0, help="openai backend: seconds to wait for an answer.")
+
+
+def _openai_backend(backend: str, base_url: Optional[str], model: Optional[str], api_key_env: str, timeout: float, frames: int = 4):
+    """The OpenAI-compatible backend the options describe, or None for the built-in one."""
+    from kinetoscope.errors import InvalidInputError
+
+    if backend == "builtin":
+        return None
+    if backend != "openai":
+        raise InvalidInputError(f"Unknown backend {backend!r}; use builtin or openai.", param="backend")
+    if not base_url or not model:
+        raise InvalidInputError("The openai backend needs --base-url URL and --model NAME.", param="base_url")
+    from kinetoscope.language.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(base_url, model, api_key_env=api_key_env, timeout=timeout, frames=frames)
+
+
+@app.command()
+def caption(
+    source: Path = typer.Argument(..., metavar="DIR_OR_MANIFEST", help="A folder of videos and images, or a JSONL manifest."),
+    out: Path = typer.Option(..., "--out", help="The manifest to write (JSONL), with the new captions."),
+    backend: str = _BACKEND_OPTION,
+    captioner: Path = typer.Option(Path("models/world/captioner"), help="builtin backend: a trained captioner directory."),
+    base_url: Optional[str] = _BASE_URL_OPTION,
+    model: Optional[str] = typer.Option(None, "--model", help="openai backend: the model name."),
+    api_key_env: str = _API_KEY_ENV_OPTION,
+    frames: int = typer.Option(4, help="openai backend: evenly spaced frames sent per video."),
+    timeout: float = _TIMEOUT_OPTION,
+    batch_size: int = typer.Option(8, min=1, help="Videos captioned together."),
+) -> None:
+    """Write a detailed caption for every video or image, keeping any original caption as original_caption."""
+    from kinetoscope.language.recaption import builtin_captioner, collect_entries, openai_captioner, recaption
+
+    entries = collect_entries(source)
+    remote = _openai_backend(backend, base_url, model, api_key_env, timeout, frames)
+    caption_batch, max_frames, name = openai_captioner(remote) if remote is not None else builtin_captioner(captioner)
+    result = recaption(entries, out, caption_batch, caption_source=name, max_frames=max_frames, batch_size=batch_size)
+    for path, reason in result.skipped:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    typer.echo(f"captioned {result.written} file{'s' if result.written != 1 else ''} into {result.manifest}")
+
+
+@app.command()
+def expand(
+    prompt: str = typer.Argument(..., help="A short prompt, e.g. \"a red ball bounces\"."),
+    seed: int = typer.Option(0, help="Same prompt and seed, same expansion (built-in backend)."),
+    backend: str = _BACKEND_OPTION,
+    size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the clip the caption is for (what fits in the view)."),
+    frames: int = typer.Option(32, help="Frames of the clip (event frame numbers)."),
+    fps: float = typer.Option(10.0, help="Frames per second of the clip."),
+    base_url: Optional[str] = _BASE_URL_OPTION,
+    model: Optional[str] = typer.Option(None, "--model", help="openai backend: the model name."),
+    api_key_env: str = _API_KEY_ENV_OPTION,
+    timeout: float = _TIMEOUT_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: caption, unknown words, scenario, seed."),
+) -> None:
+    """Expand a short prompt into a detailed caption in the training captions' style."""
+    import dataclasses
+    import json
+
+    from kinetoscope.language import expand_prompt
+    from kinetoscope.world.dataset import parse_size
+
+    width, height = parse_size(size)
+    remote = _openai_backend(backend, base_url, model, api_key_env, timeout)
+    result = expand_prompt(prompt, seed, remote or "builtin", width=width, height=height, frames=frames, fps=fps)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result)))
+        return
+    typer.echo(result.caption)
+    if result.unknown_words:
+        typer.echo(f"note: words outside the world's vocabulary, kept as written: {', '.join(result.unknown_words)}", err=True)
+
+
+# ---------------------------------------------------------------- generation (kinetoscope.pipeline)
+_MODEL_OPTION = typer.Option(
+    None, "--model", help="Model directory (model_index.json, vae/, dit/, text/). Default: models/world."
+)
+_OUT_OPTION = typer.Option(
+    None, "--out", "-o", help="Output: .mp4, .gif, .webp, a folder, or .png for one frame. Default: from the prompt."
+)
+_WIDTH_OPTION = typer.Option(
+    None, help="Width in pixels, rounded to the model's grid (reported). Default: the input's, else the model's."
+)
+_HEIGHT_OPTION = typer.Option(None, help="Height in pixels (rounded like --width).")
+_FRAMES_OPTION = typer.Option(None, "--frames", help="Frames of the clip (exact). Default: 2 seconds.")
+_SECONDS_OPTION = typer.Option(None, help="Duration in seconds instead of --frames.")
+_FPS_OPTION = typer.Option(None, help="Frames per second. Default: the input video's, else the model's.")
+_STEPS_OPTION = typer.Option(30, help="Sampling steps.")
+_GUIDANCE_OPTION = typer.Option(5.0, help="Classifier-free guidance scale (1 switches it off).")
+_SEED_OPTION = typer.Option(0, help="Same seed, same frames.")
+_NEGATIVE_OPTION = typer.Option(None, "--negative", help="What the video should not show.")
+_EXPAND_OPTION = typer.Option(True, "--expand/--no-expand", help="Expand the prompt into a detailed caption first.")
+_DEVICE_OPTION = typer.Option("cpu", help="torch device to generate on (cpu, cuda, ...).")
+
+
+def _generate(
+    model: Optional[Path], device: str, out: Optional[Path], name: str, suffix: str, mode: str, *args, **options
+) -> None:
+    """Load the model, run one pipeline mode (a ``Pipeline`` method) with a progress bar over the steps,
+    save the result (default name: ``name`` as a slug + ``suffix``) and report it."""
+    import contextlib
+    import re
+
+    from kinetoscope.errors import CheckpointError
+    from kinetoscope.pipeline import Pipeline
+    from kinetoscope.progress import ProgressBar
+
+    if model is None:
+        model = Path("models/world")
+        if not model.is_dir():
+            raise CheckpointError(
+                "No --model given and models/world does not exist; pass --model DIR, or train one with "
+                "`kinetoscope train vae --config configs/vae-tiny.yaml` then `kinetoscope train dit --config "
+                "configs/dit-tiny.yaml` (it writes runs/dit-tiny/final).",
+                param="model",
+            )
+    pipe = Pipeline.from_pretrained(model, device=device)
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(step: int, total: int) -> None:  # the bar starts once the sampler knows its step count
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(ProgressBar(total, mode, unit="step"))
+            bar.advance(1)
+
+        result = getattr(pipe, mode)(*args, progress=progress, **options)
+    out = out or Path((re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or mode) + suffix)
+    result.save(out)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    t, h, w = result.frames.shape[:3]
+    length = "1 frame" if t == 1 else f"{t} frames at {result.fps:g} fps"
+    typer.echo(f"wrote {out}: {length}, {w}x{h}, seed {result.seed}")
+
+
+def _sampling(steps: int, guidance: float, seed: int, negative: Optional[str], expand: bool) -> dict:
+    return {"steps": steps, "guidance": guidance, "seed": seed, "negative_prompt": negative, "expand": expand}
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="What the video shows."),
+    preview: bool = typer.Option(False, "--preview", help="Sample small and fast: half the size, half the steps."),
+    upscale: Optional[Path] = typer.Option(
+        None, "--upscale", metavar="PREVIEW", help="Bring this preview to full size (SDEdit from it)."
+    ),
+    strength: Optional[float] = typer.Option(None, help="With --upscale: how much is re-sampled (0-1). Default: 0.6."),
+    width: Optional[int] = _WIDTH_OPTION,
+    height: Optional[int] = _HEIGHT_OPTION,
+    frames: Optional[int] = _FRAMES_OPTION,
+    seconds: Optional[float] = _SECONDS_OPTION,
+    fps: Optional[float] = _FPS_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Text to video at any size, duration and aspect ratio the model allows; --preview, then --upscale one."""
+    from kinetoscope.errors import InvalidInputError
+
+    if preview and upscale is not None:
+        raise InvalidInputError("Give --preview or --upscale PREVIEW, not both.", param="upscale")
+    if strength is not None and upscale is None:
+        raise InvalidInputError(
+            "--strength applies to --upscale PREVIEW (for editing a video use `kinetoscope edit`).", param="strength"
+        )
+    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
+    if upscale is not None:
+        if frames is not None or seconds is not None:
+            raise InvalidInputError(
+                "An upscale keeps the preview's length; leave out --frames and --seconds.", param="frames"
+            )
+        options |= {"strength": strength} if strength is not None else {}
+        _generate(model, device, out, prompt, ".mp4", "upscale", upscale, prompt, fps=fps, **options)
+        return
+    options |= {"num_frames": frames, "seconds": seconds, "fps": fps}
+    if preview:
+        _generate(model, device, out, f"{prompt}-preview", ".mp4", "preview", prompt, **options)
+    else:
+        _generate(model, device, out, prompt, ".mp4", "generate", prompt, **options)
+
+
+@app.command()
+def image(
+    prompt: str = typer.Argument(..., help="What the image shows."),
+    width: Optional[int] = _WIDTH_OPTION,
+    height: Optional[int] = _HEIGHT_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Text to image (one frame), up to 2048x2048; large images decode in VAE tiles."""
+    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
+    _generate(model, device, out, prompt, ".png", "image", prompt, **options)
+
+
+@app.command()
+def animate(
+    image_path: Path = typer.Argument(..., metavar="IMAGE", help="The image (png, jpg, webp)."),
+    prompt: str = typer.Argument(..., help="What happens."),
+    frame: int = typer.Option(0, help="Where the image goes: 0 (first), -1 (last) or any frame."),
+    width: Optional[int] = _WIDTH_OPTION,
+    height: Optional[int] = _HEIGHT_OPTION,
+    frames: Optional[int] = _FRAMES_OPTION,
+    seconds: Optional[float] = _SECONDS_OPTION,
+    fps: Optional[float] = _FPS_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Image to video: the image at the first frame, the last, or any frame."""
+    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height, "fps": fps}
+    options |= {"num_frames": frames, "seconds": seconds, "image_frame": frame}
+    _generate(model, device, out, prompt, ".mp4", "animate", image_path, prompt, **options)
+
+
+@app.command()
+def extend(
+    video: Path = typer.Argument(..., help="The video to continue."),
+    prompt: str = typer.Argument(..., help="What happens next (or before)."),
+    forward: bool = typer.Option(True, "--forward/--backward", help="Continue after the end, or lead up to the start."),
+    seconds: float = typer.Option(2.0, help="Seconds to add."),
+    fps: Optional[float] = _FPS_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Extend a video forwards or backwards in time; its own frames stay as they were."""
+    options = _sampling(steps, guidance, seed, negative, expand) | {"seconds": seconds, "fps": fps}
+    direction = "forward" if forward else "backward"
+    name = f"{prompt}-{direction}"
+    _generate(model, device, out, name, ".mp4", "extend", video, prompt, direction=direction, **options)
+
+
+@app.command()
+def loop(
+    prompt: str = typer.Argument(..., help="What the loop shows."),
+    video: Optional[Path] = typer.Option(None, help="Start the loop with this video's frames."),
+    width: Optional[int] = _WIDTH_OPTION,
+    height: Optional[int] = _HEIGHT_OPTION,
+    frames: Optional[int] = typer.Option(
+        None, "--frames", help="Frames of the loop (a multiple of 4; others are rounded and reported)."
+    ),
+    seconds: Optional[float] = _SECONDS_OPTION,
+    fps: Optional[float] = _FPS_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """A seamless loop: its last frame flows into its first."""
+    options = _sampling(steps, guidance, seed, negative, expand)
+    options |= {"video": video, "width": width, "height": height, "num_frames": frames, "seconds": seconds, "fps": fps}
+    _generate(model, device, out, f"{prompt}-loop", ".mp4", "loop", prompt, **options)
+
+
+@app.command()
+def edit(
+    video: Path = typer.Argument(..., help="The video to edit."),
+    prompt: str = typer.Argument(..., help="What the video should become."),
+    strength: float = typer.Option(0.7, help="How much changes, above 0 to 1: low keeps more of the video."),
+    width: Optional[int] = _WIDTH_OPTION,
+    height: Optional[int] = _HEIGHT_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Video to video (SDEdit): layout and motion kept, what the prompt changes changed."""
+    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
+    _generate(model, device, out, f"{prompt}-edit", ".mp4", "edit", video, prompt, strength=strength, **options)
+
+
+@app.command()
+def connect(
+    first: Path = typer.Argument(..., metavar="A", help="The video to start from."),
+    second: Path = typer.Argument(..., metavar="B", help="The video to arrive at."),
+    prompt: str = typer.Argument("", help="What happens in between (optional)."),
+    seconds: float = typer.Option(
+        2.0, help="Seconds of transition (4k + 3 frames; other lengths are rounded and reported)."
+    ),
+    fps: Optional[float] = _FPS_OPTION,
+    steps: int = _STEPS_OPTION,
+    guidance: float = _GUIDANCE_OPTION,
+    seed: int = _SEED_OPTION,
+    negative: Optional[str] = _NEGATIVE_OPTION,
+    expand: bool = _EXPAND_OPTION,
+    model: Optional[Path] = _MODEL_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+    device: str = _DEVICE_OPTION,
+) -> None:
+    """Connect two videos: A, then a transition from A's end to B's start, then B."""
+    options = _sampling(steps, guidance, seed, negative, expand) | {"seconds": seconds, "fps": fps}
+    name = f"{first.stem}-to-{second.stem}"
+    _generate(model, device, out, name, ".mp4", "connect", first, second, prompt, **options)
 
 
 # ---------------------------------------------------------------- entry point
