@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kinetoscope.dit import DiT, DiTConfig, PackedBatch, pack, packed_attention, patchify, unpatchify
-from kinetoscope.dit import ops
+from kinetoscope.dit import DiT, DiTConfig, ops, pack, packed_attention, patchify, unpatchify
 from kinetoscope.dit.rope import apply_rope, rope_frequencies
 from kinetoscope.errors import ConfigError, InvalidInputError
 
@@ -152,6 +151,7 @@ def dense_reference(q, k, v, q_lens, kv_lens):
     return torch.einsum("hqk,khd->qhd", weights, v)
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")  # the CPU runs it unfused
 @pytest.mark.parametrize("backend", ["sdpa", "flex"])
 def test_packed_attention_keeps_samples_apart(backend):
     g = torch.Generator().manual_seed(0)
@@ -213,7 +213,9 @@ def test_fused_norm_ops_match_autograd(index):
     )
     _compare(
         lambda x, m, a, w1, b1, w2, b2: ops.norm_mlp(x, m, a, index, w1, b1, w2, b2, EPS),
-        lambda x, m, a, w1, b1, w2, b2: F.linear(F.gelu(F.linear(_modulated(x, m, a, index), w1, b1), approximate="tanh"), w2, b2),
+        lambda x, m, a, w1, b1, w2, b2: F.linear(
+            F.gelu(F.linear(_modulated(x, m, a, index), w1, b1), approximate="tanh"), w2, b2
+        ),
         [x, mult, add, w1, b1, w2, b2],
     )
     y, gate = torch.randn(N, D), torch.randn(rows, D)
@@ -248,7 +250,11 @@ def test_linear_matches_torch():
     torch.manual_seed(0)
     layer = ops.Linear(D, 36)
     x = torch.randn(N, D)
-    _compare(lambda x, w, b: ops._Linear.apply(x, w, b), lambda x, w, b: F.linear(x, w, b), [x, layer.weight.detach(), layer.bias.detach()])
+    _compare(
+        lambda x, w, b: ops._Linear.apply(x, w, b),
+        lambda x, w, b: F.linear(x, w, b),
+        [x, layer.weight.detach(), layer.bias.detach()],
+    )
 
 
 # --- the model ------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Rectified flow: time sampling and shift, noising and loss, condition masks, samplers."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -36,7 +38,7 @@ def test_shift_grows_with_token_count():
     config = flow.FlowConfig()
     counts = [16, 256, 1024, 4096, 32768]
     shifts = [flow.shift_for_tokens(n, config) for n in counts]
-    assert all(a < b for a, b in zip(shifts, shifts[1:]))
+    assert all(a < b for a, b in itertools.pairwise(shifts))
     assert shifts[1] == pytest.approx(config.shift_at_base)
     assert shifts[3] == pytest.approx(config.shift_at_max)
 

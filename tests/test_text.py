@@ -90,8 +90,15 @@ def tiny_t5(tmp_path_factory):
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     ).save_pretrained(path)
     config = transformers.T5Config(
-        vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        vocab_size=len(words),
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
     )
     torch.manual_seed(0)
     transformers.T5EncoderModel(config).save_pretrained(path)

@@ -150,7 +150,9 @@ def condition_mask(kind: str, frames: int, generator: torch.Generator | None = N
     return mask
 
 
-def draw_condition_mask(frames: int, generator: torch.Generator | None = None, config: FlowConfig | None = None) -> Tensor:
+def draw_condition_mask(
+    frames: int, generator: torch.Generator | None = None, config: FlowConfig | None = None
+) -> Tensor:
     """A known-frame mask of a random kind, drawn with the config's probabilities."""
     probs = (config or FlowConfig()).mask_probabilities
     weights = torch.tensor([probs[kind] for kind in MASK_KINDS], dtype=torch.float64)
@@ -167,7 +169,9 @@ def drop_text(prompts: Sequence[str], p: float, generator: torch.Generator | Non
 # --- sampling ---------------------------------------------------------------------------
 
 
-def guide(cond: Tensor, uncond: Tensor, guidance: float, rescale: float = 0.0, seq_lens: Sequence[int] | None = None) -> Tensor:
+def guide(
+    cond: Tensor, uncond: Tensor, guidance: float, rescale: float = 0.0, seq_lens: Sequence[int] | None = None
+) -> Tensor:
     """Classifier-free guidance, optionally rescaled towards the conditional's std per sample
     (Lin et al. 2023, "Common diffusion noise schedules and sample steps are flawed")."""
     guided = uncond + guidance * (cond - uncond)
@@ -180,6 +184,7 @@ def guide(cond: Tensor, uncond: Tensor, guidance: float, rescale: float = 0.0, s
     return torch.cat(parts)
 
 
+@torch.no_grad()
 def sample(
     velocity: VelocityFn,
     noise: Tensor,
@@ -208,7 +213,7 @@ def sample(
     their two velocities (a loop's last latent frame is its first again, seen at both ends).
     ``start`` + ``strength`` in (0, 1]: begin from ``start`` noised to the time ``strength`` of
     the way along the schedule (1 = from pure noise).
-    ``callback(step, total)`` after each step, e.g. to advance a progress bar.
+    ``callback(step, total)`` after each step, e.g. to advance a progress bar. Runs without gradients.
     """
     if method not in SAMPLERS:
         raise InvalidInputError(f"Unknown sampler {method!r}; choose one of {', '.join(SAMPLERS)}.")

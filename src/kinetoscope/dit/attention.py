@@ -90,7 +90,10 @@ def _block_mask(q_lens: tuple[int, ...], kv_lens: tuple[int, ...], device: torch
     def same_segment(batch, head, q_idx, kv_idx):
         return q_ids[q_idx] == kv_ids[kv_idx]
 
-    return create_block_mask(same_segment, None, None, sum(q_lens), sum(kv_lens), device=device)
+    # Compiled mask building avoids materialising the full Nq x Nk mask on the GPU.
+    return create_block_mask(
+        same_segment, None, None, sum(q_lens), sum(kv_lens), device=device, _compile=device.type == "cuda"
+    )
 
 
 @functools.cache

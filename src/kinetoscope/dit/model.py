@@ -256,7 +256,9 @@ class DiT(PretrainedModel):
                 f"Text embeddings must have shape ({batch_size}, L, {config.text_dim}); got {tuple(text.shape)}."
             )
         if text_mask.shape != text.shape[:2]:
-            raise InvalidInputError(f"The text mask must have shape {tuple(text.shape[:2])}; got {tuple(text_mask.shape)}.")
+            raise InvalidInputError(
+                f"The text mask must have shape {tuple(text.shape[:2])}; got {tuple(text_mask.shape)}."
+            )
 
 
 def _time_rows(t: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -271,7 +273,9 @@ def _text_rows(
     """Text tokens take their sample's noise level: the largest time among its video tokens."""
     if index is None:
         return None
-    samples = torch.repeat_interleave(torch.arange(len(seq_lens), device=t.device), torch.tensor(seq_lens, device=t.device))
+    samples = torch.repeat_interleave(
+        torch.arange(len(seq_lens), device=t.device), torch.tensor(seq_lens, device=t.device)
+    )
     sample_rows = torch.zeros(len(seq_lens), dtype=index.dtype, device=t.device).scatter_reduce_(
         0, samples, index, reduce="amax", include_self=False
     )

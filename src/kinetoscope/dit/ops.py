@@ -27,7 +27,6 @@ from torch.autograd.function import once_differentiable
 
 from kinetoscope.dit.rope import apply_rope
 
-
 _onednn_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
@@ -38,24 +37,27 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
-def _linear_backward(grad: Tensor, inputs: Tensor, weight: Tensor, has_bias: bool, input_grad: bool = True):
-    """Gradients of :func:`dense` for 2-D inputs: (input, weight, bias)."""
-    grad_input = dense(grad, weight.t()) if input_grad else None
-    return grad_input, dense(grad.t(), inputs.t()), grad.sum(0) if has_bias else None
+def _linear_backward(grad: Tensor, inputs: Tensor | None, weight: Tensor, needs: tuple[bool, bool, bool]):
+    """Gradients of :func:`dense` for 2-D inputs, (input, weight, bias), each only if ``needs`` says so."""
+    need_input, need_weight, need_bias = needs
+    return (
+        dense(grad, weight.t()) if need_input else None,
+        dense(grad.t(), inputs.t()) if need_weight else None,
+        grad.sum(0) if need_bias else None,
+    )
 
 
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return dense(x, weight, bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        return _linear_backward(grad, x, weight, ctx.has_bias, ctx.needs_input_grad[0])
+        return _linear_backward(grad, x, weight, ctx.needs_input_grad)
 
 
 class Linear(nn.Linear):
@@ -109,15 +111,15 @@ class _NormLinear(torch.autograd.Function):
     def forward(ctx, x, mult, add, index, weight, bias, eps):
         h, mean, rstd = _modulated_norm(x, mult, add, index, eps)
         ctx.save_for_backward(x, mean, rstd, mult, add, index, weight)
-        ctx.eps, ctx.has_bias = eps, bias is not None
+        ctx.eps = eps
         return dense(h, weight, bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         x, mean, rstd, mult, add, index, weight = ctx.saved_tensors
-        h = _modulated_norm(x, mult, add, index, ctx.eps)[0]
-        grad_h, grad_weight, grad_bias = _linear_backward(grad, h, weight, ctx.has_bias)
+        h = _modulated_norm(x, mult, add, index, ctx.eps)[0] if ctx.needs_input_grad[4] else None
+        grad_h, grad_weight, grad_bias = _linear_backward(grad, h, weight, (True, *ctx.needs_input_grad[4:6]))
         del h
         grad_x, grad_mult, grad_add = _modulated_norm_backward(grad_h, x, mean, rstd, mult, add, index)
         return grad_x, grad_mult, grad_add, None, grad_weight, grad_bias, None
@@ -146,12 +148,13 @@ class _NormMLP(torch.autograd.Function):
     def backward(ctx, grad):
         x, mean, rstd, mult, add, index, weight1, weight2, hidden = ctx.saved_tensors
         activated = F.gelu(hidden, approximate="tanh")
-        grad_activated, grad_weight2, grad_bias2 = _linear_backward(grad, activated, weight2, True)
+        needs = ctx.needs_input_grad
+        grad_activated, grad_weight2, grad_bias2 = _linear_backward(grad, activated, weight2, (True, *needs[6:8]))
         del activated
         grad_hidden = torch.ops.aten.gelu_backward(grad_activated, hidden, approximate="tanh")
         del grad_activated
         h = _modulated_norm(x, mult, add, index, ctx.eps)[0]
-        grad_h, grad_weight1, grad_bias1 = _linear_backward(grad_hidden, h, weight1, True)
+        grad_h, grad_weight1, grad_bias1 = _linear_backward(grad_hidden, h, weight1, (True, *needs[4:6]))
         del h, grad_hidden
         grad_x, grad_mult, grad_add = _modulated_norm_backward(grad_h, x, mean, rstd, mult, add, index)
         return grad_x, grad_mult, grad_add, None, grad_weight1, grad_bias1, grad_weight2, grad_bias2, None
@@ -213,7 +216,7 @@ class _NormalizeHeads(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, freqs, eps):
-        n, groups, heads, head_dim = x.shape
+        _, groups, heads, head_dim = x.shape
         outputs, rstds = [], []
         for j in range(groups):
             part = x[:, j]
@@ -232,7 +235,7 @@ class _NormalizeHeads(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, *grads):
         x, weight, freqs, rstds = ctx.saved_tensors
-        n, groups, heads, head_dim = x.shape
+        n, _, heads, head_dim = x.shape
         grad_x = torch.empty_like(x)
         grad_weight = torch.empty_like(weight)
         for j, grad in enumerate(grads):

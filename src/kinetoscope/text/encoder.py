@@ -96,7 +96,9 @@ class TextEncoder(PretrainedModel):
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu", dtype=None) -> TextEncoder:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", dtype=None
+    ) -> TextEncoder:
         model = super().from_pretrained(directory, device, dtype)
         model.tokenizer = CaptionTokenizer.load(Path(directory) / TOKENIZER_NAME)
         return model

@@ -54,7 +54,7 @@ class CaptionTokenizer:
             raise CheckpointError(f"Tokenizer file {path} does not exist.")
         try:
             return cls(Tokenizer.from_file(str(path)))
-        except Exception as e:  # tokenizers raises a bare Exception for malformed files
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for malformed files
             raise CheckpointError(f"Tokenizer file {path} could not be read: {e}.") from None
 
     def save(self, path: str | os.PathLike) -> None:
