@@ -8,7 +8,10 @@ both parameter counts. Each model runs with its own defaults for long videos: Wa
 then 4 frames (1 latent frame) per chunk.
 
 Time: both models live in this process and their runs are interleaved, so machine noise hits
-both alike; the median over repeats is reported, after one warm-up run of each.
+both alike; the median over repeats is reported, after one warm-up run of each. Both wall
+time and process CPU time are printed. On a machine shared with other jobs, wall time mostly
+measures waiting for a core; with one thread (the default) CPU time is the time actually
+spent computing, so the speed ratio is taken from it.
 
 Peak memory: torch's CPU allocator reports every allocation and free to the profiler when
 ``profile_memory=True`` (oneDNN's scratch and weight reorders go through it too). Replaying
@@ -71,15 +74,16 @@ def runners(wan, ours, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]
     }
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def bench_speed_and_memory(shapes: list[str], repeats: int, only: str) -> None:
     wan, ours = build_models()
-    print(f"parameters: wan {sum(p.numel() for p in wan.parameters()) / 1e6:.2f}M, ours {ours.num_parameters / 1e6:.2f}M")
+    print(f"parameters: wan {sum(p.numel() for p in wan.parameters()) / 1e6:.2f}M, ours {ours.num_parameters / 1e6:.2f}M", flush=True)
     for shape in shapes:
         x = video(shape)
         run = runners(wan, ours, x)
@@ -87,13 +91,19 @@ def bench_speed_and_memory(shapes: list[str], repeats: int, only: str) -> None:
             if only in ("all", "speed"):
                 for fn in run.values():
                     fn()  # warm-up: oneDNN primitive creation, allocator growth
-                times: dict[str, list[float]] = {"wan": [], "ours": []}
+                times: dict[str, list[tuple[float, float]]] = {"wan": [], "ours": []}
                 for _ in range(repeats):
                     for name, fn in run.items():
                         times[name].append(timed(fn))
-                wan_s, ours_s = statistics.median(times["wan"]), statistics.median(times["ours"])
-                runs = ", ".join(f"{n} " + "/".join(f"{t:.1f}" for t in ts) for n, ts in times.items())
-                print(f"{shape} encode+decode: wan {wan_s:.2f} s, ours {ours_s:.2f} s -> {wan_s / ours_s:.2f}x faster  ({runs})")
+                for i, kind in ((1, "CPU"), (0, "wall")):
+                    wan_s = statistics.median(t[i] for t in times["wan"])
+                    ours_s = statistics.median(t[i] for t in times["ours"])
+                    runs = ", ".join(f"{n} " + "/".join(f"{t[i]:.1f}" for t in ts) for n, ts in times.items())
+                    print(
+                        f"{shape} encode+decode {kind} time: wan {wan_s:.2f} s, ours {ours_s:.2f} s "
+                        f"-> {wan_s / ours_s:.2f}x faster  ({runs})",
+                        flush=True,
+                    )
             if only in ("all", "memory"):
                 peaks = {name: peak_allocated(fn) for name, fn in run.items()}
                 print(

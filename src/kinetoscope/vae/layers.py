@@ -22,6 +22,15 @@ def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)
 
 
+def _fast_path(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
 def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding) -> torch.Tensor:
     """``F.conv3d``, but straight to oneDNN for CPU float32.
 
@@ -29,14 +38,60 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     a 64x64 level) to an im2col path that is several times slower and, at wide levels, needs
     an unfolded copy of the input 27 times its size.
     """
-    if (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-    ):
+    if _fast_path(x):
         return torch.mkldnn_convolution(x, weight, bias, padding, stride, (1, 1, 1), 1)
     return F.conv3d(x, weight, bias, stride, padding)
+
+
+def winograd_time_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding) -> torch.Tensor:
+    """A 3-frame, stride-1 kernel over time as Winograd F(2, 3): each pair of output frames
+    takes four spatial convolutions of transformed frames instead of six (a third fewer
+    FLOPs; agrees with the direct convolution to ~1e-6 relative in float32).
+
+    With input frames d0..d3 and time taps g0..g2 of one output pair::
+
+        m1 = (d0 - d2) * g0          m2 = (d1 + d2) * (g0 + g1 + g2) / 2
+        m3 = (d2 - d1) * (g0 - g1 + g2) / 2          m4 = (d1 - d3) * g2
+        y0 = m1 + m2 + m3            y1 = m2 - m3 - m4
+
+    where ``*`` is a spatial convolution over channels. An odd last frame is convolved directly.
+    """
+    b, _, frames, h, w = x.shape
+    out_frames = frames - 2
+    pairs = out_frames // 2
+    g0, g1, g2 = weight[:, :, 0:1], weight[:, :, 1:2], weight[:, :, 2:3]
+    # Transformed taps are made when used: at wide levels each is as large as a small input.
+    taps = [lambda: g0, lambda: (g0 + g1 + g2) * 0.5, lambda: (g0 - g1 + g2) * 0.5, lambda: g2]
+    out = torch.empty((b, weight.shape[0], out_frames, h, w), dtype=x.dtype, device=x.device, memory_format=CHANNELS_LAST)
+    # Half the pairs at a time: the transformed frames and products then stay a quarter of
+    # the output's size, so this needs no more memory than the direct convolution's reorders.
+    group = max(1, pairs // 2)
+    mixed = torch.empty((b, x.shape[1], group, h, w), dtype=x.dtype, device=x.device, memory_format=CHANNELS_LAST)
+    for start in range(0, pairs, group):
+        n = min(group, pairs - start)
+        d = [x[:, :, 2 * start + i : 2 * (start + n) + i : 2] for i in range(4)]
+        even = out[:, :, 2 * start : 2 * (start + n) : 2]
+        odd = out[:, :, 2 * start + 1 : 2 * (start + n) : 2]
+        u = mixed[:, :, :n]
+
+        def product(k: int, first: torch.Tensor, second: torch.Tensor, sign: int, with_bias: bool = False) -> torch.Tensor:
+            torch.add(first, second, alpha=sign, out=u)
+            tap = taps[k]().contiguous(memory_format=CHANNELS_LAST)
+            return conv3d(u, tap, bias if with_bias else None, (1, 1, 1), padding)
+
+        even.copy_(product(0, d[0], d[2], -1))
+        m2 = product(1, d[1], d[2], 1, with_bias=True)  # m2 is in both outputs: it carries the bias
+        even.add_(m2)
+        odd.copy_(m2)
+        del m2
+        m3 = product(2, d[2], d[1], -1)
+        even.add_(m3)
+        odd.sub_(m3)
+        del m3
+        odd.sub_(product(3, d[1], d[3], -1))
+    if out_frames % 2:
+        out[:, :, out_frames - 1 :] = conv3d(x[:, :, out_frames - 1 :], weight, bias, (1, 1, 1), padding)
+    return out
 
 
 class StreamCache:
@@ -116,6 +171,8 @@ class CausalConv3d(nn.Conv3d):
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve an input whose past frames are already in front (no time padding)."""
+        if self.kernel_size[0] == 3 and self.stride[0] == 1 and x.shape[2] >= 4 and _fast_path(x) and not torch.is_grad_enabled():
+            return winograd_time_conv3d(x, self.weight, self.bias, self.padding)
         return conv3d(x, self.weight, self.bias, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
