@@ -461,3 +461,17 @@ def test_watermark_command_signs_when_given_a_certificate(cli, certificates, mar
     assert code == 0 and f"model {MODEL}" in out and "C2PA: Trusted" in out
     code, _, err = cli("watermark", source, target, "--model-id", MODEL, "--c2pa-cert", certificates["chain"])
     assert code == 2 and "both" in err
+
+
+def test_generate_signs_its_mp4_when_a_certificate_and_key_are_set(certificates, tiny_model_dir, tmp_path, cli, monkeypatch):
+    out = tmp_path / "signed.mp4"
+    monkeypatch.setenv("KINETOSCOPE_C2PA_CERT", str(certificates["chain"]))
+    monkeypatch.setenv("KINETOSCOPE_C2PA_KEY", str(certificates["key"]))
+    args = ("generate", "a red ball", "--model", tiny_model_dir, "--width", 32, "--height", 32, "--frames", 5, "--steps", 2)
+    code, _, err = cli(*args, "--out", out)
+    assert code == 0, err
+    manifest = read_provenance(out, trust_anchors=certificates["ca"])
+    assert manifest["state"] == "Trusted" and manifest["model_id"] == model_id_for(tiny_model_dir)
+    monkeypatch.delenv("KINETOSCOPE_C2PA_KEY")
+    code, _, err = cli(*args, "--out", tmp_path / "half.mp4")
+    assert code == 2 and "Set both KINETOSCOPE_C2PA_CERT and KINETOSCOPE_C2PA_KEY" in err

@@ -404,6 +404,7 @@ def _malformed(queued_id: str, small: dict) -> list[tuple[str, str, str, dict, i
         ("blank prompt", "POST", "/v1/videos", {"json": {**ok, "prompt": "   "}}, 400, "prompt"),
         ("long prompt", "POST", "/v1/videos", {"json": {**ok, "prompt": "x" * 201}}, 400, "prompt"),
         ("number prompt", "POST", "/v1/videos", {"json": {**ok, "prompt": 5}}, 400, "prompt"),
+        ("refused prompt", "POST", "/v1/videos", {"json": {**ok, "prompt": "g.o.r.3 everywhere"}}, 400, "prompt"),
         ("unknown field", "POST", "/v1/videos", {"json": {**ok, "quality": "hd"}}, 400, "quality"),
         ("size word", "POST", "/v1/videos", {"json": {**ok, "size": "big"}}, 400, "size"),
         ("size too big", "POST", "/v1/videos", {"json": {**ok, "size": "4096x4096"}}, 400, "size"),
@@ -485,6 +486,16 @@ def test_malformed_requests_get_a_4xx_with_an_openai_error_body(strict, small):
     assert not (strict.app.state.service.files.root / "inputs").exists() or all(
         p.name == queued.json()["id"] for p in (strict.app.state.service.files.root / "inputs").iterdir()
     ), "a refused request left its uploads behind"
+
+
+def test_a_refused_prompt_is_a_400_content_policy_violation_and_queues_nothing(strict, small):
+    client = sdk(strict.url, api_key="sekret")
+    before = strict.app.state.service.store.count("queued", "in_progress", "completed", "failed")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.videos.create(prompt="g.o.r.3 everywhere", **small)
+    assert caught.value.body["code"] == "content_policy_violation"
+    assert caught.value.body["param"] == "prompt"
+    assert strict.app.state.service.store.count("queued", "in_progress", "completed", "failed") == before
 
 
 def test_a_full_queue_answers_429_and_the_sdk_sees_a_rate_limit(strict, small):

@@ -574,11 +574,35 @@ def _generate(
         result = getattr(pipe, mode)(*args, progress=progress, **options)
     out = out or Path((re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or mode) + suffix)
     result.save(out)
+    _sign_if_configured(out, pipe.model_id)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     t, h, w = result.frames.shape[:3]
     length = "1 frame" if t == 1 else f"{t} frames at {result.fps:g} fps"
     typer.echo(f"wrote {out}: {length}, {w}x{h}, seed {result.seed}")
+
+
+C2PA_CERT_ENV, C2PA_KEY_ENV = "KINETOSCOPE_C2PA_CERT", "KINETOSCOPE_C2PA_KEY"
+
+
+def _sign_if_configured(path: Path, model_id: str) -> None:
+    """Sign a generated mp4 with C2PA when the user set a certificate chain and key (every mode, one place)."""
+    import os
+
+    from kinetoscope.errors import InvalidInputError
+
+    cert, key = os.environ.get(C2PA_CERT_ENV), os.environ.get(C2PA_KEY_ENV)
+    if not cert and not key:
+        return
+    if not (cert and key):
+        raise InvalidInputError(f"Set both {C2PA_CERT_ENV} and {C2PA_KEY_ENV} to sign outputs with C2PA, or neither.")
+    if path.suffix.lower() != ".mp4":
+        typer.echo(f"note: C2PA signing applies to mp4 files; {path} was not signed.", err=True)
+        return
+    from kinetoscope.safety.provenance import sign_file
+
+    sign_file(path, path, cert_chain=cert, private_key=key, model_id=model_id)
+    typer.echo(f"signed {path} with a C2PA manifest naming model {model_id}", err=True)
 
 
 def _sampling(steps: int, guidance: float, seed: int, negative: Optional[str], expand: bool) -> dict:

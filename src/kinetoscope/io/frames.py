@@ -48,7 +48,10 @@ def frames_to_tensor(
     import torch
 
     frames = check_frames(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device=device)
+    frames = np.ascontiguousarray(frames)
+    if not frames.flags.writeable:  # decoded frames can be read-only; torch only shares writable memory
+        frames = frames.copy()
+    x = torch.from_numpy(frames).to(device=device)
     x = x.permute(3, 0, 1, 2).to(dtype or torch.float32)
     return (x / 127.5 - 1.0).contiguous()
 

@@ -21,6 +21,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
+from kinetoscope.safety import load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
 from kinetoscope.serve.errors import ConflictError, NotFoundError, QueueFullError
 from kinetoscope.serve.schemas import (
@@ -83,6 +84,8 @@ class VideoService:
         self.store = Store(settings.database)
         self.files = Files(settings.data_dir)
         self.worker = Worker(self.store, pipeline, self.files, max_attempts=settings.max_attempts)
+        # The same policy the pipeline applies, checked here too so a refusal is a 400 now, not a failed job later.
+        self.policy = load_policy()
 
     # ---------------------------------------------------------------- reading
     def get(self, video_id: str, param: str = "video_id") -> Job:
@@ -215,6 +218,7 @@ class VideoService:
         limit = self.settings.max_prompt_chars
         if len(prompt) > limit:
             raise InvalidInputError(f"prompt has {len(prompt)} characters; the limit is {limit}.", param="prompt")
+        self.policy.enforce(prompt)
         return prompt
 
     def _model(self, model: str | None) -> None:
