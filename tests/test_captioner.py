@@ -40,7 +40,7 @@ def test_shapes_resizing_and_frame_limit(tokenizer):
     pixels = torch.rand(2, 3, 8, 40, 56) * 2 - 1  # any size; more frames than the model reads
     tokens = torch.randint(0, c.vocab_size, (2, 7))
     assert model(pixels, tokens).shape == (2, 7, c.vocab_size)
-    assert model.encode(pixels).shape == (2, c.frames * c.grid**2, c.dim)
+    assert model.encode(pixels).shape == (2, c.steps * c.grid**2, c.dim)
     # Only the first `frames` frames are read.
     changed = pixels.clone()
     changed[:, :, c.frames :] = -1.0

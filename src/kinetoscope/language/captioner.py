@@ -1,11 +1,13 @@
 """The built-in re-captioner: a small video-to-text transformer trained on world clips.
 
-Frames are resized to ``image_size`` squares and cut into ``patch``-pixel patches; each
-patch is one token, with learned embeddings for its frame, row and column. A few encoder
-blocks attend within each frame (where an object's patches are); a causal decoder over the
-caption tokenizer's ids attends to every patch of every frame, so it can compare an object's
-patches across time (that is where its motion and heading are). Greedy decoding with a
-key/value cache writes the caption.
+Frames are resized to ``image_size`` squares and cut into tubelets: ``tubelet`` consecutive
+frames by ``patch`` x ``patch`` pixels, one token each, with learned embeddings for its time
+step, row and column. A tubelet spanning two frames shows which way what is in it moves, so
+the direction of motion is in a token's own content rather than only in a comparison across
+tokens, which a small model learns far more slowly. A few encoder blocks attend within each
+time step (where an object's patches are); a causal decoder over the caption tokenizer's ids
+attends to every token of every time step. Greedy decoding with a key/value cache writes the
+caption.
 
 The model reads at most ``frames`` frames (the first ones): the captions it learned state
 frame numbers from 0, so longer clips are cut, never resampled.
@@ -34,8 +36,10 @@ TOKENIZER_NAME = "tokenizer.json"
 
 @dataclasses.dataclass
 class CaptionerConfig(Config):
-    image_size: int = 64
-    patch: int = 8
+    image_size: int = 96
+    patch: int = 16
+    #: Frames per token; an odd last frame is paired with itself.
+    tubelet: int = 2
     #: Most frames read (the first ones); shorter clips are fine.
     frames: int = 9
     dim: int = 128
@@ -43,7 +47,7 @@ class CaptionerConfig(Config):
     encoder_layers: int = 1
     decoder_layers: int = 3
     mlp_ratio: float = 4.0
-    #: Longest caption in tokens, BOS and EOS included.
+    #: Longest caption in tokens, the start and end tokens included.
     max_tokens: int = 256
     #: Set from the caption tokenizer; its end-of-text token also starts every caption.
     vocab_size: int = 512
@@ -73,6 +77,11 @@ class CaptionerConfig(Config):
     @property
     def grid(self) -> int:
         return self.image_size // self.patch
+
+    @property
+    def steps(self) -> int:
+        """Time steps (tubelets) of a clip of ``frames`` frames."""
+        return -(-self.frames // self.tubelet)
 
 
 class Attention(nn.Module):
@@ -162,8 +171,8 @@ class Captioner(PretrainedModel):
         super().__init__(config)
         c = config
         self.tokenizer: CaptionTokenizer | None = None
-        self.patch_embed = nn.Linear(3 * c.patch * c.patch, c.dim)
-        self.frame_pos = nn.Parameter(torch.randn(c.frames, 1, c.dim) * 0.02)
+        self.patch_embed = nn.Linear(3 * c.tubelet * c.patch * c.patch, c.dim)
+        self.step_pos = nn.Parameter(torch.randn(c.steps, 1, c.dim) * 0.02)
         self.row_pos = nn.Parameter(torch.randn(c.grid, 1, c.dim) * 0.02)
         self.col_pos = nn.Parameter(torch.randn(1, c.grid, c.dim) * 0.02)
         self.encoder = nn.ModuleList(EncoderBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.encoder_layers))
@@ -175,31 +184,42 @@ class Captioner(PretrainedModel):
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------ the video
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Patch tokens ``(B, T * grid * grid, dim)`` of the first ``frames`` frames, squared to ``image_size``."""
+    def encode(self, pixels: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens ``(B, steps * grid * grid, dim)`` of the first ``frames`` frames, squared to ``image_size``.
+
+        ``frame_counts`` marks samples shorter than the batch: their last real frame stands in
+        for the padding, so a tubelet straddling the end sees no motion that is not there.
+        """
         c = self.config
         if pixels.ndim != 5 or pixels.shape[1] != 3:
             raise InvalidInputError(
                 f"Captioner input must be (batch, 3, frames, height, width), got {tuple(pixels.shape)}."
             )
         x = square_frames(pixels, c.image_size, c.frames)
-        b, _, t, _, _ = x.shape
-        g, p = c.grid, c.patch
-        patches = x.reshape(b, 3, t, g, p, g, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b * t, g * g, 3 * p * p)
-        tokens = self.patch_embed(patches.to(self.patch_embed.weight.dtype))
+        if frame_counts is not None:
+            last = (frame_counts.clamp(1, x.shape[2]) - 1).to(x.device)
+            held = torch.minimum(torch.arange(x.shape[2], device=x.device)[None, :], last[:, None])
+            x = x.transpose(1, 2)[torch.arange(x.shape[0], device=x.device)[:, None], held].transpose(1, 2)
+        k, g, p = c.tubelet, c.grid, c.patch
+        if x.shape[2] % k:
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, k - x.shape[2] % k, -1, -1)], dim=2)
+        b, t = x.shape[0], x.shape[2] // k
+        tubes = x.reshape(b, 3, t, k, g, p, g, p).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b * t, g * g, 3 * k * p * p)
+        tokens = self.patch_embed(tubes.to(self.patch_embed.weight.dtype))
         position = (self.row_pos + self.col_pos).reshape(1, g * g, -1)
-        tokens = tokens + position + self.frame_pos[:t].repeat(b, 1, 1)
-        for block in self.encoder:  # attention within each frame
+        tokens = tokens + position + self.step_pos[:t].repeat(b, 1, 1)
+        for block in self.encoder:  # attention within each time step
             tokens = block(tokens)
         return self.encoder_norm(tokens).reshape(b, t * g * g, -1)
 
-    def video_mask(self, frame_counts: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    def video_mask(self, frame_counts: torch.Tensor | None, tokens: int) -> torch.Tensor | None:
         """Cross-attention mask ``(B, 1, 1, tokens)`` hiding padded frames (samples shorter than the batch)."""
         if frame_counts is None:
             return None
-        per_frame = self.config.grid**2
-        frame_of_token = torch.arange(frames * per_frame, device=frame_counts.device) // per_frame
-        return (frame_of_token[None, :] < frame_counts[:, None])[:, None, None, :]
+        per_step = self.config.grid**2
+        steps = -(-frame_counts // self.config.tubelet)
+        step_of_token = torch.arange(tokens, device=frame_counts.device) // per_step
+        return (step_of_token[None, :] < steps[:, None])[:, None, None, :]
 
     # ------------------------------------------------------------------ the text
     def decode(
@@ -223,9 +243,8 @@ class Captioner(PretrainedModel):
     def forward(
         self, pixels: torch.Tensor, tokens: torch.Tensor, frame_counts: torch.Tensor | None = None
     ) -> torch.Tensor:
-        video = self.encode(pixels)
-        mask = self.video_mask(frame_counts, video.shape[1] // self.config.grid**2)
-        return self.decode(tokens, video, mask)
+        video = self.encode(pixels, frame_counts)
+        return self.decode(tokens, video, self.video_mask(frame_counts, video.shape[1]))
 
     @torch.no_grad()
     def generate(
@@ -234,8 +253,8 @@ class Captioner(PretrainedModel):
         """Greedy decoding: token ids of each caption, without the start and end tokens."""
         c = self.config
         limit = min(max_tokens or c.max_tokens, c.max_tokens)
-        video = self.encode(pixels)
-        mask = self.video_mask(frame_counts, video.shape[1] // c.grid**2)
+        video = self.encode(pixels, frame_counts)
+        mask = self.video_mask(frame_counts, video.shape[1])
         b = video.shape[0]
         cache: list[dict] = [{} for _ in self.blocks]
         token = torch.full((b, 1), c.eos_id, dtype=torch.long, device=video.device)

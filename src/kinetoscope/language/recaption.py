@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kinetoscope.data.manifest import ManifestEntry, read_manifest, write_manifest
-from kinetoscope.errors import InvalidInputError, KinetoscopeError
+from kinetoscope.errors import CheckpointError, InvalidInputError, KinetoscopeError
 from kinetoscope.progress import ProgressBar
 
 #: Read ``(frames uint8 (T, H, W, 3), fps)`` for each entry and return one caption per entry.
@@ -102,6 +102,11 @@ def builtin_captioner(directory: str | os.PathLike) -> tuple[CaptionFn, int, str
     from kinetoscope.io import frames_to_tensor
     from kinetoscope.language.captioner import Captioner, square_frames
 
+    if not Path(directory).is_dir():
+        raise CheckpointError(
+            f"No captioner at {directory}; train one with `kinetoscope train captioner --config "
+            "configs/captioner-world.yaml` and pass its run's final/ folder with --captioner."
+        )
     model = Captioner.from_pretrained(directory)
     c = model.config
 
