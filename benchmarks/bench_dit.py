@@ -202,6 +202,8 @@ def main() -> None:
                 f"  ours with torch's default GEMM: {median['ours-torch-gemm']:.2f}s, "
                 f"speedup {median['wan'] / median['ours-torch-gemm']:.2f}x"
             )
+        paired = statistics.median(w / o for w, o in zip(t["all"]["wan"], t["all"]["ours"]))
+        print(f"  median of the per-round speedups (each round runs every model once, back to back): {paired:.2f}x")
         print(f"  wan's time inside scaled_dot_product_attention (profiled): {attention_share(tokens):.0%}")
         print("  per-repeat seconds:", {k: [round(x, 2) for x in v] for k, v in t["all"].items()})
 

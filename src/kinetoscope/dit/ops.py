@@ -11,6 +11,7 @@ elementwise passes over tensors it already has.
 Per-token adaLN: modulation comes as small tables ``(U, D)`` (one row per distinct time in the
 batch) and ``index`` ``(N,)`` says which row each token uses; ``index=None`` means a single row
 shared by all tokens, which is the common case and runs fused layer-norm kernels.
+
 Matrix products on the CPU go through oneDNN rather than torch's default BLAS: on the AMD
 EPYC machines we measure on, oneDNN's fp32 GEMM runs 1.3-2x faster than MKL's and fuses the
 bias. Elsewhere (CUDA, or a torch built without oneDNN) they are plain ``F.linear``.
