@@ -158,6 +158,32 @@ def test_train_vae_with_discriminator_on_a_manifest_with_bad_files(world_data, t
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000003_0.mp4", "step_00000003_1.mp4"]
 
 
+def test_latent_cache_encodes_each_clip_once_and_changes_no_loss(world_data, tmp_path, monkeypatch):
+    from kinetoscope.train import TrainConfig, train
+    from kinetoscope.vae import CausalVAE
+
+    encoded = []
+    encode = CausalVAE.encode
+
+    def counting_encode(self, pixels, *args, **kwargs):
+        encoded.append(pixels.shape[0])
+        return encode(self, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(CausalVAE, "encode", counting_encode)
+    losses = {}
+    for cache in (0, 8):
+        encoded.clear()
+        cfg = dit_config(world_data, tmp_path / f"run{cache}", kind="dit", latent_cache=cache)
+        cfg.update(steps=6, checkpoint_every=100, sample_every=100)
+        train(TrainConfig.from_dict(cfg))
+        losses[cache] = [r["loss"] for r in read_metrics(tmp_path / f"run{cache}")]
+        if cache:
+            assert sum(encoded) == 3  # the manifest's 3 readable clips, each encoded once over 6 steps
+        else:
+            assert sum(encoded) > 3
+    assert losses[0] == losses[8]
+
+
 def test_tiny_dit_overfits_one_world_clip(world_data, tmp_path):
     from kinetoscope.train import TrainConfig, train
 
