@@ -1,9 +1,9 @@
 """Watermark robustness and false positives, with invisible-watermark's dwtDct as the competitor.
 
-Watermarked set: world clips of every scenario at varied sizes, watermarked with
-``embed_watermark`` and written as mp4 at the default quality (a stand-in for generated clips
-until the generation pipeline exists), or, with ``--generated DIR``, the videos in DIR as they
-are (clips the pipeline wrote already carry the watermark). Each clip is attacked:
+Watermarked set: with ``--generated DIR``, the videos in DIR as they are (clips the pipeline
+wrote carry the watermark already; ``benchmarks/generate_clips.py`` makes such a folder), or
+else world clips of every scenario at varied sizes, watermarked with ``embed_watermark`` and
+written as mp4 at the default quality (a stand-in for generated clips). Each clip is attacked:
 
 - ``none``: the mp4 as written;
 - ``crf28``: decoded and re-encoded with H.264 at CRF 28;
@@ -20,7 +20,8 @@ on 320x320 clips (it refuses frames under 256x256), half world clips and half sl
 photos, same attacks, in the same run.
 
     python benchmarks/bench_watermark.py --n 200 --out bench_watermark.json
-    python benchmarks/bench_watermark.py --generated outputs/ --model-id my-model
+    python benchmarks/generate_clips.py --model runs/dit-tiny/final --n 200 --out generated/
+    python benchmarks/bench_watermark.py --generated generated/ --model-id MODEL_ID --n 200
 """
 
 from __future__ import annotations
@@ -320,7 +321,7 @@ def main() -> None:
         ]
         results["watermarked_photos_jpeg90"] = {
             "detected": float(np.mean([r.detected for r in marked_photos])),
-            "model_id_correct_blind": float(np.mean([r.model_hash == expected for r in marked_photos])),
+            "model_id_correct_blind": float(np.mean([r.model_hash == model_hash(MODEL_ID) for r in marked_photos])),
             "count": len(marked_photos),
         }
         if args.competitor:
@@ -341,7 +342,7 @@ def main() -> None:
         )
     print(
         f"watermarked photos saved as JPEG 90: detected {rate([r.detected for r in marked_photos])}, "
-        f"model id {rate([r.model_hash == expected for r in marked_photos])}"
+        f"model id {rate([r.model_hash == model_hash(MODEL_ID) for r in marked_photos])}"
     )
     if psnr:
         print(f"PSNR of the watermark: min {np.min(psnr):.1f} dB, median {np.median(psnr):.1f} dB")

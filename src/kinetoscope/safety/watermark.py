@@ -87,8 +87,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 class WatermarkReading:
     """What :func:`read_watermark` found at the best tile origin.
 
-    ``agreement``: the share of marker slots with the marker's sign (about 0.5 by chance, 1 for
-    an intact mark); ``p_value``: a bound on the chance that an unmarked input agrees as well;
+    ``agreement``: the share of the ``marker_slots`` the frames hold that have the marker's sign
+    (about 0.5 by chance, 1 for an intact mark; frames of 79 pixels or more hold all 96); ``p_value``: a bound on the chance that an unmarked input agrees as well;
     ``detected``: ``p_value <= MAX_P_VALUE``; ``model_hash``: the decoded 16-bit hash, or None when
     it cannot be read (meaningful only when detected); ``payload_errors``: payload signs off the
     most likely codeword (up to MAX_PAYLOAD_ERRORS it is read without knowing any model id).
@@ -97,6 +97,7 @@ class WatermarkReading:
     detected: bool
     p_value: float
     agreement: float
+    marker_slots: int
     model_hash: int | None
     payload_errors: int
     offset: tuple[int, int]
@@ -234,6 +235,11 @@ def read_watermark(
 ) -> WatermarkReading:
     """Look for the watermark in uint8 ``(T, H, W, 3)`` frames (any crop, any size >= 32x32).
 
+    Frames under 79 pixels (a 64-pixel tile plus a 16-pixel block, less one) in a side hold only
+    part of the tile: the decision then rests on the marker slots they hold (about 54 of 96 at
+    48 pixels, 25 at 32, where only a nearly intact mark is found) and the model id is read only
+    if its hash is known.
+
     ``known_hashes``: hashes of model ids known here, accepted from a more damaged payload.
     """
     frames = check_frames(frames)
@@ -248,13 +254,17 @@ def read_watermark(
     soft = sum(_soft_coefficients(frames[index] @ _LUMA) for index in picked)
     sums, counts = _fold(soft), _fold(np.ones_like(soft[:1]))[0]
     origin = _find_origin(sums, counts)
-    agreeing = int((_at_origin(sums, _layout().marker_slots, origin) * _layout().marker_signs > 0).sum())
-    p_value = _p_value(agreeing)
+    layout = _layout()
+    held = _at_origin(np.broadcast_to(counts, sums.shape), layout.marker_slots, origin) > 0
+    votes = _at_origin(sums, layout.marker_slots, origin) * layout.marker_signs
+    agreeing, slots = int((votes[held] > 0).sum()), int(held.sum())
+    p_value = _p_value(agreeing, slots)
     hash_value, errors = _decode_payload(sums, origin, known_hashes)
     return WatermarkReading(
         detected=p_value <= MAX_P_VALUE,
         p_value=p_value,
-        agreement=agreeing / MARKER_BITS,
+        agreement=agreeing / max(slots, 1),
+        marker_slots=slots,
         model_hash=hash_value,
         payload_errors=errors,
         offset=origin,
@@ -314,15 +324,17 @@ def _at_origin(folded: np.ndarray, slots: np.ndarray, origin: tuple[int, int]) -
     return folded[k, (origin[0] + dy) % TILE, (origin[1] + dx) % TILE]
 
 
-def _p_value(agreeing: int) -> float:
-    """Chance that an unmarked input has ``agreeing`` or more marker slots on the marker's side.
+def _p_value(agreeing: int, slots: int = MARKER_BITS) -> float:
+    """Chance that an unmarked input has ``agreeing`` or more of ``slots`` marker slots on the marker's side.
 
     At one tile origin each slot's sign matches the marker's (drawn at random, independently of
-    any picture) with probability 1/2 at most, so the count is at most Binomial(96, 1/2); the
+    any picture) with probability 1/2 at most, so the count is at most Binomial(slots, 1/2); the
     best of the 4096 origins is covered by multiplying by 4096 (a union bound). Nothing about
     the picture is assumed: structured or periodic content cannot make it over-confident.
+    ``slots`` is the number of marker slots the frames hold at that origin (all 96 unless a frame
+    is under 79 pixels in a side), which depends on the frame size only, not on the marker.
     """
-    return float(min(1.0, TILE * TILE * stats.binom.sf(agreeing - 1, MARKER_BITS, 0.5)))
+    return float(min(1.0, TILE * TILE * stats.binom.sf(agreeing - 1, slots, 0.5)))
 
 
 def _decode_payload(sums: np.ndarray, origin: tuple[int, int], known_hashes: Iterable[int]) -> tuple[int | None, int]:
