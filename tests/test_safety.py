@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from c2pa_support import make_certificates
 from PIL import Image
 
 from kinetoscope.errors import ConfigError, InvalidInputError, KinetoscopeError
@@ -220,6 +220,7 @@ def test_embed_then_read_gives_the_exact_payload_invisibly(marked_clips):
         reading = read_watermark(marked)
         assert reading.detected and reading.p_value < 1e-15
         assert reading.agreement > 0.9 and reading.model_hash == model_hash(MODEL)
+        assert reading.marker_slots == wm.MARKER_BITS
         assert reading.payload_errors <= wm.MAX_PAYLOAD_ERRORS
         assert reading.frames_checked == len(original)
 
@@ -298,6 +299,20 @@ def test_frames_too_small_are_left_alone_or_refused():
         embed_watermark(tiny, "  ")
 
 
+def test_frames_smaller_than_the_tile_are_judged_on_the_part_they_hold():
+    """48x48 frames hold about 54 of the 96 marker slots: enough for an intact mark, and the
+    bound on false positives still holds (counted over the slots held)."""
+    original = _clip("bounce", 1, 48, 48)
+    reading = read_watermark(embed_watermark(original, MODEL), known_hashes=[model_hash(MODEL)])
+    assert reading.detected and reading.agreement > 0.85 and reading.model_hash == model_hash(MODEL)
+    assert 40 < reading.marker_slots < wm.MARKER_BITS
+    agreeing = round(reading.agreement * reading.marker_slots)
+    assert reading.p_value == pytest.approx(wm._p_value(agreeing, reading.marker_slots))
+    assert reading.p_value < wm._p_value(agreeing)  # counting the missing slots as misses would hide it
+    clean = read_watermark(original)
+    assert not clean.detected and clean.p_value > wm.MAX_P_VALUE
+
+
 # ---------------------------------------------------------------- model ids and detection
 def test_model_id_for_reads_model_index_or_the_directory_name(tmp_path):
     plain = tmp_path / "tiny-world"
@@ -345,63 +360,9 @@ def test_watermark_and_detect_commands(cli, tmp_path, marked_clips):
 # ---------------------------------------------------------------- C2PA provenance
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
-    """A throwaway CA and leaves it signed (ES256, digitalSignature): PEM paths. "chain" has the
-    emailProtection extended key usage C2PA asks for, "no_eku" has none."""
+    """A throwaway CA and leaves it signed (see ``c2pa_support.make_certificates``)."""
     pytest.importorskip("c2pa")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    unused = ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
-
-    def name(common_name):
-        org = x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kinetoscope tests")
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), org])
-
-    def certificate(subject, public_key, ca_key, is_ca=False, eku=()):
-        usage = x509.KeyUsage(
-            digital_signature=True,
-            key_cert_sign=is_ca,
-            crl_sign=is_ca,
-            encipher_only=False,
-            decipher_only=False,
-            **dict.fromkeys(unused, False),
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(name("Test CA"))
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-            .add_extension(usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        )
-        if not is_ca:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        if eku:
-            builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate("Test CA", ca_key.public_key(), ca_key, is_ca=True)
-    leaf = certificate("kinetoscope signer", leaf_key.public_key(), ca_key, eku=[ExtendedKeyUsageOID.EMAIL_PROTECTION])
-    no_eku = certificate("no usage", leaf_key.public_key(), ca_key)
-    pem = serialization.Encoding.PEM
-    folder = tmp_path_factory.mktemp("pki")
-    paths = {name: folder / f"{name}.pem" for name in ("ca", "chain", "key", "no_eku")}
-    paths["ca"].write_bytes(ca.public_bytes(pem))
-    paths["chain"].write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    paths["no_eku"].write_bytes(no_eku.public_bytes(pem) + ca.public_bytes(pem))
-    key_format = serialization.PrivateFormat.PKCS8
-    paths["key"].write_bytes(leaf_key.private_bytes(pem, key_format, serialization.NoEncryption()))
-    return paths
+    return make_certificates(tmp_path_factory.mktemp("pki"))
 
 
 def _signed(certificates, frames, folder: Path, chain: str = "chain") -> tuple[Path, Path]:
@@ -463,11 +424,13 @@ def test_watermark_command_signs_when_given_a_certificate(cli, certificates, mar
     assert code == 2 and "both" in err
 
 
-def test_generate_signs_its_mp4_when_a_certificate_and_key_are_set(certificates, tiny_model_dir, tmp_path, cli, monkeypatch):
+def test_generate_signs_its_mp4_when_a_certificate_and_key_are_set(
+    certificates, tiny_model_dir, tmp_path, cli, monkeypatch
+):
     out = tmp_path / "signed.mp4"
     monkeypatch.setenv("KINETOSCOPE_C2PA_CERT", str(certificates["chain"]))
     monkeypatch.setenv("KINETOSCOPE_C2PA_KEY", str(certificates["key"]))
-    args = ("generate", "a red ball", "--model", tiny_model_dir, "--width", 32, "--height", 32, "--frames", 5, "--steps", 2)
+    args = ("generate", "a red ball", "--model", tiny_model_dir, "--width", 32, "--height", 32, "--frames", 5, "--steps", 2)  # fmt: skip
     code, _, err = cli(*args, "--out", out)
     assert code == 0, err
     manifest = read_provenance(out, trust_anchors=certificates["ca"])

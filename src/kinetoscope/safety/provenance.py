@@ -6,10 +6,15 @@ assertion with the model id. Signing needs a certificate chain (leaf first, PEM)
 has the digitalSignature key usage and the emailProtection or documentSigning extended key
 usage, issued by a CA (C2PA refuses self-signed leaves), and the leaf's private key (PEM).
 ``c2pa-python`` and ``cryptography`` come with the ``safety`` extra.
+
+``kinetoscope generate`` (every mode) and ``kinetoscope serve`` sign what they write when
+``KINETOSCOPE_C2PA_CERT`` and ``KINETOSCOPE_C2PA_KEY`` name the chain and the key: both take
+them with :meth:`SigningKey.from_env` and sign with :meth:`SigningKey.sign`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -21,6 +26,8 @@ from kinetoscope.files import atomic_write_bytes
 
 GENERATION_ASSERTION = "org.kinetoscope.generation"
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+#: Where generation (the CLI and the service) finds the C2PA certificate chain and private key.
+CERT_ENV, KEY_ENV = "KINETOSCOPE_C2PA_CERT", "KINETOSCOPE_C2PA_KEY"
 
 
 def _c2pa():
@@ -79,6 +86,33 @@ def sign_file(
         ) from None
     atomic_write_bytes(target, signed.getvalue())
     return target
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningKey:
+    """A C2PA certificate chain (PEM, leaf first) and its private key (PEM) that sign generated files."""
+
+    cert_chain: Path
+    private_key: Path
+
+    @classmethod
+    def from_env(cls) -> SigningKey | None:
+        """The chain and key named by ``KINETOSCOPE_C2PA_CERT`` and ``KINETOSCOPE_C2PA_KEY``; None when
+        neither is set. Both files are checked now, so a service refuses to start rather than fail
+        every video later."""
+        cert, key = os.environ.get(CERT_ENV), os.environ.get(KEY_ENV)
+        if not cert and not key:
+            return None
+        if not (cert and key):
+            raise InvalidInputError(f"Set both {CERT_ENV} and {KEY_ENV} to sign outputs with C2PA, or neither.")
+        _c2pa()
+        _read_pem(cert, "cert_chain")
+        _algorithm(_read_pem(key, "private_key"))
+        return cls(Path(cert), Path(key))
+
+    def sign(self, path: str | os.PathLike, model_id: str) -> Path:
+        """Sign ``path`` in place with a manifest naming ``model_id``."""
+        return sign_file(path, path, cert_chain=self.cert_chain, private_key=self.private_key, model_id=model_id)
 
 
 def read_provenance(path: str | os.PathLike, trust_anchors: str | os.PathLike | None = None) -> dict[str, Any] | None:

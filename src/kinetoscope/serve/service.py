@@ -21,7 +21,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
-from kinetoscope.safety import load_policy
+from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
 from kinetoscope.serve.errors import ConflictError, NotFoundError, QueueFullError
 from kinetoscope.serve.schemas import (
@@ -69,6 +69,8 @@ class Settings:
     poll_after_ms: int = 1000
     #: How far a remix or edit departs from its source when the request does not say (the pipeline's default).
     edit_strength: float = 0.7
+    #: Signs every video with a C2PA manifest (``kinetoscope serve``: from KINETOSCOPE_C2PA_CERT/KEY).
+    c2pa: SigningKey | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -83,7 +85,9 @@ class VideoService:
         self.capabilities = Capabilities.from_pipeline(pipeline)
         self.store = Store(settings.database)
         self.files = Files(settings.data_dir)
-        self.worker = Worker(self.store, pipeline, self.files, max_attempts=settings.max_attempts)
+        self.worker = Worker(
+            self.store, pipeline, self.files, max_attempts=settings.max_attempts, signing=settings.c2pa
+        )
         # The same policy the pipeline applies, checked here too so a refusal is a 400 now, not a failed job later.
         self.policy = load_policy()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.files import atomic_directory
+from kinetoscope.safety import SigningKey
 from kinetoscope.serve.capabilities import seconds_text
 from kinetoscope.serve.errors import error_body
 from kinetoscope.serve.media import write_previews
@@ -31,11 +32,21 @@ class _Stopped(Exception):
 
 
 class Worker:
-    def __init__(self, store: Store, pipeline: Callable[..., Any], files: Files, *, max_attempts: int = 2):
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Callable[..., Any],
+        files: Files,
+        *,
+        max_attempts: int = 2,
+        signing: SigningKey | None = None,
+    ):
         self.store = store
         self.pipeline = pipeline
         self.files = files
         self.max_attempts = max_attempts
+        #: When set, every video is signed with a C2PA manifest naming the pipeline's model id.
+        self.signing = signing
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kinetoscope-worker", daemon=True)
@@ -71,6 +82,8 @@ class Worker:
             result = self.pipeline(**self._arguments(job), progress=self._progress(job.id))
             with atomic_directory(self.files.outputs(job.id)) as folder:
                 result.save(folder / Files.VIDEO)
+                if self.signing is not None:
+                    self.signing.sign(folder / Files.VIDEO, self.pipeline.model_id)
                 write_previews(
                     folder, result.frames, thumbnail_name=Files.THUMBNAIL, spritesheet_name=Files.SPRITESHEET
                 )
