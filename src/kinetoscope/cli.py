@@ -323,12 +323,18 @@ def serve(
     max_upload_mb: float = typer.Option(64.0, min=0.001, help="Largest request body (uploads included), in MiB."),
     max_prompt_chars: int = typer.Option(4000, min=1, help="Longest prompt, in characters."),
 ) -> None:
-    """Serve the OpenAI-compatible /v1/videos API and a web page at / (FastAPI on uvicorn)."""
+    """Serve the OpenAI-compatible /v1/videos API and a web page at / (FastAPI on uvicorn).
+
+    Videos are signed with a C2PA manifest when KINETOSCOPE_C2PA_CERT and KINETOSCOPE_C2PA_KEY
+    name a PEM certificate chain and its key, as for `kinetoscope generate`.
+    """
     import uvicorn
 
     from kinetoscope.pipeline import Pipeline
+    from kinetoscope.safety import SigningKey
     from kinetoscope.serve import Settings, create_app
 
+    signing = SigningKey.from_env()  # checked before the model loads
     pipe = Pipeline.from_pretrained(model, device=device)
     settings = Settings(
         data_dir=data,
@@ -337,8 +343,10 @@ def serve(
         max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_prompt_chars=max_prompt_chars,
+        c2pa=signing,
     )
-    typer.echo(f"serving {pipe.model_id} at http://{host}:{port}/ (data in {data})")
+    signed = f", videos signed with C2PA by {signing.cert_chain}" if signing else ""
+    typer.echo(f"serving {pipe.model_id} at http://{host}:{port}/ (data in {data}{signed})")
     uvicorn.run(create_app(pipe, settings), host=host, port=port, log_level="info")
 
 
@@ -582,26 +590,17 @@ def _generate(
     typer.echo(f"wrote {out}: {length}, {w}x{h}, seed {result.seed}")
 
 
-C2PA_CERT_ENV, C2PA_KEY_ENV = "KINETOSCOPE_C2PA_CERT", "KINETOSCOPE_C2PA_KEY"
-
-
 def _sign_if_configured(path: Path, model_id: str) -> None:
-    """Sign a generated mp4 with C2PA when the user set a certificate chain and key (every mode, one place)."""
-    import os
+    """Sign a generated mp4 with C2PA when KINETOSCOPE_C2PA_CERT/KEY are set (every mode, one place)."""
+    from kinetoscope.safety import SigningKey
 
-    from kinetoscope.errors import InvalidInputError
-
-    cert, key = os.environ.get(C2PA_CERT_ENV), os.environ.get(C2PA_KEY_ENV)
-    if not cert and not key:
+    signing = SigningKey.from_env()
+    if signing is None:
         return
-    if not (cert and key):
-        raise InvalidInputError(f"Set both {C2PA_CERT_ENV} and {C2PA_KEY_ENV} to sign outputs with C2PA, or neither.")
     if path.suffix.lower() != ".mp4":
         typer.echo(f"note: C2PA signing applies to mp4 files; {path} was not signed.", err=True)
         return
-    from kinetoscope.safety.provenance import sign_file
-
-    sign_file(path, path, cert_chain=cert, private_key=key, model_id=model_id)
+    signing.sign(path, model_id)
     typer.echo(f"signed {path} with a C2PA manifest naming model {model_id}", err=True)
 
 
