@@ -6,9 +6,12 @@ Any :class:`~kinetoscope.errors.KinetoscopeError` becomes one sentence on stderr
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -540,17 +543,65 @@ _HEIGHT_OPTION = typer.Option(None, help="Height in pixels (rounded like --width
 _FRAMES_OPTION = typer.Option(None, "--frames", help="Frames of the clip (exact). Default: 2 seconds.")
 _SECONDS_OPTION = typer.Option(None, help="Duration in seconds instead of --frames.")
 _FPS_OPTION = typer.Option(None, help="Frames per second. Default: the input video's, else the model's.")
-_STEPS_OPTION = typer.Option(30, help="Sampling steps.")
-_GUIDANCE_OPTION = typer.Option(5.0, help="Classifier-free guidance scale (1 switches it off).")
-_SEED_OPTION = typer.Option(0, help="Same seed, same frames.")
-_NEGATIVE_OPTION = typer.Option(None, "--negative", help="What the video should not show.")
-_EXPAND_OPTION = typer.Option(True, "--expand/--no-expand", help="Expand the prompt into a detailed caption first.")
 _DEVICE_OPTION = typer.Option("cpu", help="torch device to generate on (cpu, cuda, ...).")
 
 
-def _generate(
-    model: Optional[Path], device: str, out: Optional[Path], name: str, suffix: str, mode: str, *args, **options
-) -> None:
+@dataclasses.dataclass
+class _Sampling:
+    """The options every generation command takes; a command receives them as ``sampling``."""
+
+    steps: int
+    guidance: float
+    seed: int
+    negative: Optional[str]
+    expand: bool
+    model: Optional[Path]
+    out: Optional[Path]
+    device: str
+
+    def options(self) -> dict:
+        """The pipeline keyword arguments among them."""
+        return {
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "seed": self.seed,
+            "negative_prompt": self.negative,
+            "expand": self.expand,
+        }
+
+
+_SAMPLING_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("steps", int, typer.Option(30, help="Sampling steps.")),
+        ("guidance", float, typer.Option(5.0, help="Classifier-free guidance scale (1 switches it off).")),
+        ("seed", int, typer.Option(0, help="Same seed, same frames.")),
+        ("negative", Optional[str], typer.Option(None, "--negative", help="What the video should not show.")),
+        ("expand", bool, typer.Option(True, "--expand/--no-expand", help="Expand the prompt into a detailed caption first.")),
+        ("model", Optional[Path], _MODEL_OPTION),
+        ("out", Optional[Path], _OUT_OPTION),
+        ("device", str, _DEVICE_OPTION),
+    )
+]
+
+
+def _generation_command(command: Callable[..., None]) -> Callable[..., None]:
+    """Register ``command`` with the shared sampling options appended to its own (so ``--help`` lists
+    them after the mode's options); it is called with them gathered into ``sampling``."""
+    own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "sampling"]
+
+    @functools.wraps(command)
+    def with_sampling(**kwargs) -> None:
+        sampling = _Sampling(**{p.name: kwargs.pop(p.name) for p in _SAMPLING_PARAMETERS})
+        command(sampling=sampling, **kwargs)
+
+    del with_sampling.__wrapped__  # typer must read the signature below, not the command's
+    with_sampling.__signature__ = inspect.Signature(own + _SAMPLING_PARAMETERS)
+    with_sampling.__annotations__ = {}
+    return app.command()(with_sampling)
+
+
+def _generate(sampling: _Sampling, name: str, suffix: str, mode: str, *args, **options) -> None:
     """Load the model, run one pipeline mode (a ``Pipeline`` method) with a progress bar over the steps,
     save the result (default name: ``name`` as a slug + ``suffix``) and report it."""
     import contextlib
@@ -560,6 +611,7 @@ def _generate(
     from kinetoscope.pipeline import Pipeline
     from kinetoscope.progress import ProgressBar
 
+    model, out = sampling.model, sampling.out
     if model is None:
         model = Path("models/world")
         if not model.is_dir():
@@ -569,7 +621,7 @@ def _generate(
                 "configs/dit-tiny.yaml` (it writes runs/dit-tiny/final).",
                 param="model",
             )
-    pipe = Pipeline.from_pretrained(model, device=device)
+    pipe = Pipeline.from_pretrained(model, device=sampling.device)
     with contextlib.ExitStack() as stack:
         bar = None
 
@@ -579,7 +631,7 @@ def _generate(
                 bar = stack.enter_context(ProgressBar(total, mode, unit="step"))
             bar.advance(1)
 
-        result = getattr(pipe, mode)(*args, progress=progress, **options)
+        result = getattr(pipe, mode)(*args, progress=progress, **sampling.options(), **options)
     out = out or Path((re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or mode) + suffix)
     result.save(out)
     _sign_if_configured(out, pipe.model_id)
@@ -604,11 +656,7 @@ def _sign_if_configured(path: Path, model_id: str) -> None:
     typer.echo(f"signed {path} with a C2PA manifest naming model {model_id}", err=True)
 
 
-def _sampling(steps: int, guidance: float, seed: int, negative: Optional[str], expand: bool) -> dict:
-    return {"steps": steps, "guidance": guidance, "seed": seed, "negative_prompt": negative, "expand": expand}
-
-
-@app.command()
+@_generation_command
 def generate(
     prompt: str = typer.Argument(..., help="What the video shows."),
     preview: bool = typer.Option(False, "--preview", help="Sample small and fast: half the size, half the steps."),
@@ -621,14 +669,8 @@ def generate(
     frames: Optional[int] = _FRAMES_OPTION,
     seconds: Optional[float] = _SECONDS_OPTION,
     fps: Optional[float] = _FPS_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Text to video at any size, duration and aspect ratio the model allows; --preview, then --upscale one."""
     from kinetoscope.errors import InvalidInputError
@@ -639,42 +681,36 @@ def generate(
         raise InvalidInputError(
             "--strength applies to --upscale PREVIEW (for editing a video use `kinetoscope edit`).", param="strength"
         )
-    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
+    options = {"width": width, "height": height}
     if upscale is not None:
         if frames is not None or seconds is not None:
             raise InvalidInputError(
                 "An upscale keeps the preview's length; leave out --frames and --seconds.", param="frames"
             )
         options |= {"strength": strength} if strength is not None else {}
-        _generate(model, device, out, prompt, ".mp4", "upscale", upscale, prompt, fps=fps, **options)
+        _generate(sampling, prompt, ".mp4", "upscale", upscale, prompt, fps=fps, **options)
         return
     options |= {"num_frames": frames, "seconds": seconds, "fps": fps}
     if preview:
-        _generate(model, device, out, f"{prompt}-preview", ".mp4", "preview", prompt, **options)
+        _generate(sampling, f"{prompt}-preview", ".mp4", "preview", prompt, **options)
     else:
-        _generate(model, device, out, prompt, ".mp4", "generate", prompt, **options)
+        _generate(sampling, prompt, ".mp4", "generate", prompt, **options)
 
 
-@app.command()
+@_generation_command
 def image(
     prompt: str = typer.Argument(..., help="What the image shows."),
     width: Optional[int] = _WIDTH_OPTION,
     height: Optional[int] = _HEIGHT_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Text to image (one frame), up to 2048x2048; large images decode in VAE tiles."""
-    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
-    _generate(model, device, out, prompt, ".png", "image", prompt, **options)
+    options = {"width": width, "height": height}
+    _generate(sampling, prompt, ".png", "image", prompt, **options)
 
 
-@app.command()
+@_generation_command
 def animate(
     image_path: Path = typer.Argument(..., metavar="IMAGE", help="The image (png, jpg, webp)."),
     prompt: str = typer.Argument(..., help="What happens."),
@@ -684,45 +720,33 @@ def animate(
     frames: Optional[int] = _FRAMES_OPTION,
     seconds: Optional[float] = _SECONDS_OPTION,
     fps: Optional[float] = _FPS_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Image to video: the image at the first frame, the last, or any frame."""
-    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height, "fps": fps}
+    options = {"width": width, "height": height, "fps": fps}
     options |= {"num_frames": frames, "seconds": seconds, "image_frame": frame}
-    _generate(model, device, out, prompt, ".mp4", "animate", image_path, prompt, **options)
+    _generate(sampling, prompt, ".mp4", "animate", image_path, prompt, **options)
 
 
-@app.command()
+@_generation_command
 def extend(
     video: Path = typer.Argument(..., help="The video to continue."),
     prompt: str = typer.Argument(..., help="What happens next (or before)."),
     forward: bool = typer.Option(True, "--forward/--backward", help="Continue after the end, or lead up to the start."),
     seconds: float = typer.Option(2.0, help="Seconds to add."),
     fps: Optional[float] = _FPS_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Extend a video forwards or backwards in time; its own frames stay as they were."""
-    options = _sampling(steps, guidance, seed, negative, expand) | {"seconds": seconds, "fps": fps}
+    options = {"seconds": seconds, "fps": fps}
     direction = "forward" if forward else "backward"
     name = f"{prompt}-{direction}"
-    _generate(model, device, out, name, ".mp4", "extend", video, prompt, direction=direction, **options)
+    _generate(sampling, name, ".mp4", "extend", video, prompt, direction=direction, **options)
 
 
-@app.command()
+@_generation_command
 def loop(
     prompt: str = typer.Argument(..., help="What the loop shows."),
     video: Optional[Path] = typer.Option(None, help="Start the loop with this video's frames."),
@@ -733,43 +757,30 @@ def loop(
     ),
     seconds: Optional[float] = _SECONDS_OPTION,
     fps: Optional[float] = _FPS_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """A seamless loop: its last frame flows into its first."""
-    options = _sampling(steps, guidance, seed, negative, expand)
-    options |= {"video": video, "width": width, "height": height, "num_frames": frames, "seconds": seconds, "fps": fps}
-    _generate(model, device, out, f"{prompt}-loop", ".mp4", "loop", prompt, **options)
+    options = {"video": video, "width": width, "height": height, "num_frames": frames, "seconds": seconds, "fps": fps}
+    _generate(sampling, f"{prompt}-loop", ".mp4", "loop", prompt, **options)
 
 
-@app.command()
+@_generation_command
 def edit(
     video: Path = typer.Argument(..., help="The video to edit."),
     prompt: str = typer.Argument(..., help="What the video should become."),
     strength: float = typer.Option(0.7, help="How much changes, above 0 to 1: low keeps more of the video."),
     width: Optional[int] = _WIDTH_OPTION,
     height: Optional[int] = _HEIGHT_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Video to video (SDEdit): layout and motion kept, what the prompt changes changed."""
-    options = _sampling(steps, guidance, seed, negative, expand) | {"width": width, "height": height}
-    _generate(model, device, out, f"{prompt}-edit", ".mp4", "edit", video, prompt, strength=strength, **options)
+    options = {"width": width, "height": height}
+    _generate(sampling, f"{prompt}-edit", ".mp4", "edit", video, prompt, strength=strength, **options)
 
 
-@app.command()
+@_generation_command
 def connect(
     first: Path = typer.Argument(..., metavar="A", help="The video to start from."),
     second: Path = typer.Argument(..., metavar="B", help="The video to arrive at."),
@@ -778,19 +789,13 @@ def connect(
         2.0, help="Seconds of transition (4k + 3 frames; other lengths are rounded and reported)."
     ),
     fps: Optional[float] = _FPS_OPTION,
-    steps: int = _STEPS_OPTION,
-    guidance: float = _GUIDANCE_OPTION,
-    seed: int = _SEED_OPTION,
-    negative: Optional[str] = _NEGATIVE_OPTION,
-    expand: bool = _EXPAND_OPTION,
-    model: Optional[Path] = _MODEL_OPTION,
-    out: Optional[Path] = _OUT_OPTION,
-    device: str = _DEVICE_OPTION,
+    *,
+    sampling: _Sampling,
 ) -> None:
     """Connect two videos: A, then a transition from A's end to B's start, then B."""
-    options = _sampling(steps, guidance, seed, negative, expand) | {"seconds": seconds, "fps": fps}
+    options = {"seconds": seconds, "fps": fps}
     name = f"{first.stem}-to-{second.stem}"
-    _generate(model, device, out, name, ".mp4", "connect", first, second, prompt, **options)
+    _generate(sampling, name, ".mp4", "connect", first, second, prompt, **options)
 
 
 # ---------------------------------------------------------------- entry point
