@@ -192,3 +192,40 @@ def test_every_shipped_config_is_valid():
         kind = name.split("-")[0]
         cfg = load_train_config(kind, root / f"{name}.yaml")
         task_class(kind).config_class.from_dict(cfg.task_options)
+
+
+# ---------------------------------------------------------------- time limit
+def test_time_limit_stops_early_exports_checkpoints_and_resumes(tmp_path, cli):
+    import json
+
+    from kinetoscope.train.tasks.toy import ToyModel
+
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", toy_config(run, steps=12, checkpoint_every=5, log_every=5))
+    # A budget spent by the end of the first step: the run stops there.
+    code, _, err = cli("train", "toy", "--config", cfg, "--set", "time_limit_minutes=1e-6")
+    assert code == 0, err
+    assert "Stopped at step 1 of 12: the time limit of 1e-06 minutes is spent" in err
+    assert [s for s, _ in list_checkpoints(run)] == [1]
+    assert list(losses(run)) == [1]  # the stop step is logged even off the log_every grid
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "time_limit" and summary["steps_done"] == 1 and summary["steps"] == 12
+    assert summary["device"] == "1 x cpu" and summary["train_seconds"] > 0
+    # The export holds exactly the checkpointed weights (EMA, as at a last step).
+    final = ToyModel.from_pretrained(run / "final")
+    ema = load_tensors(run / "checkpoints" / "step_00000001", "ema")
+    assert all(torch.equal(v, ema[f"model.{k}"]) for k, v in final.state_dict().items())
+    # The same command without a limit goes on from step 1 to the end.
+    code, _, err = cli("train", "toy", "--config", cfg)
+    assert code == 0 and "Stopped" not in err
+    assert [s for s, _ in list_checkpoints(run)] == [10, 12]
+    assert list(losses(run)) == [1, 5, 10, 12]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "steps" and summary["started_at_step"] == 1 and summary["steps_done"] == 12
+    # ... exactly as a run never stopped does.
+    train(TrainConfig.from_dict(toy_config(tmp_path / "ref", steps=12, checkpoint_every=5, log_every=5)))
+    ref = load_tensors(tmp_path / "ref" / "checkpoints" / "step_00000012", "model")
+    resumed = load_tensors(run / "checkpoints" / "step_00000012", "model")
+    assert all(torch.equal(ref[k], resumed[k]) for k in ref)
+    with pytest.raises(ConfigError, match="time_limit_minutes must be above 0"):
+        load_train_config("toy", cfg, ["time_limit_minutes=0"])

@@ -97,6 +97,11 @@ class TrainConfig(Config):
     max_nan_streak: int = 20
     #: Export the EMA weights (not the raw ones) as the final model when the EMA is on.
     export_ema: bool = True
+    #: Wall-clock budget of one invocation, in minutes (None: no limit). When it is spent the run
+    #: stops after the current step, checkpoints and exports as at its last step; running the
+    #: same command again resumes. A cosine schedule still decays over ``steps``, so budgeted runs
+    #: suit ``schedule.kind: constant`` (a cut-short cosine never reaches its low learning rates).
+    time_limit_minutes: float | None = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     ema: EMAConfig = dataclasses.field(default_factory=EMAConfig)
@@ -112,6 +117,8 @@ class TrainConfig(Config):
         for name in ("steps", "grad_accum", "checkpoint_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
+            raise ConfigError(f"time_limit_minutes must be above 0 (or null for no limit), got {self.time_limit_minutes}.")
         if not 0.0 <= self.ema.decay < 1.0:
             raise ConfigError(f"ema.decay must be in [0, 1), got {self.ema.decay}.")
         if self.data.batch_size < 0 or self.data.token_budget < 0:

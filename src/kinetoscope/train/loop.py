@@ -4,13 +4,16 @@ A step: take ``grad_accum`` planned micro-batches from this rank's stream, forwa
 loss under autocast, backward each optimizer's loss into its own parameters, skip the step if
 anything is not finite, clip, step AdamW, update the EMA, then log, sample and checkpoint.
 Everything a step depends on (weights, optimizer moments, RNG states, data position) is in the
-checkpoint, so a resumed run repeats an uninterrupted one exactly on the CPU.
+checkpoint, so a resumed run repeats an uninterrupted one exactly on the CPU. With
+``time_limit_minutes`` a run ends early at a step boundary, checkpointed and exported as if
+that step were its last, and the same command resumes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +56,8 @@ from kinetoscope.train.tasks import StepContext, Task, task_class
 CONFIG_FILE = "config.json"
 FINAL_DIR = "final"
 SAMPLES_DIR = "samples"
+#: What one invocation did: steps, why it stopped, wall time, device (rank 0 writes it at the end).
+SUMMARY_FILE = "summary.json"
 
 
 class TrainingStopped(KinetoscopeError):
@@ -129,6 +134,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.manual_seed(derive_seed(cfg.seed, "rank", info.rank))
         self.nan_skipped, self.nan_streak = 0, 0
+        self.prior_seconds = 0.0  # training time of earlier invocations, from the checkpoint
         self.skipped = SkippedFiles(self.run_dir)
         self.data_state = PlanState()
         if checkpoint is None:
@@ -183,6 +189,7 @@ class Trainer:
             "schedule": {"kind": self.config.schedule.kind, "next_step": step},
             "nan_skipped": self.nan_skipped,
             "nan_streak": self.nan_streak,
+            "train_seconds": self._train_seconds(),
         }
         return ckpt.save_checkpoint(
             self.run_dir,
@@ -217,6 +224,7 @@ class Trainer:
             self.ema.load_full_state_dict(ckpt.load_tensors(directory, "ema"))
         self.nan_skipped = int(state.get("nan_skipped", 0))
         self.nan_streak = int(state.get("nan_streak", 0))
+        self.prior_seconds = float(state.get("train_seconds", 0.0))
         rank_state = ckpt.load_rank_state(directory, self.info.rank)
         step = int(state["step"])
         if rank_state is not None and state["world_size"] == self.info.world_size:
@@ -239,11 +247,13 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self) -> Path:
         cfg, info = self.config, self.info
-        start = self._setup()
+        self.started = time.monotonic()  # the time limit counts from here, set-up included
+        start = done = self._setup()
         logger = MetricsLogger(self.run_dir, start) if info.is_main else None
         batches = self._batches()
         window = _Window()
         shown: dict[str, float] = {}
+        out_of_time = False
         try:
             with ProgressBar(
                 cfg.steps - start, f"train {cfg.task_kind}", unit="step", disable=None if info.is_main else True
@@ -252,7 +262,9 @@ class Trainer:
                     stats = self._train_step(step, batches)
                     window.add(stats)
                     done = step + 1
-                    if done % cfg.log_every == 0 or done == cfg.steps:
+                    out_of_time = self._out_of_time()
+                    last = done == cfg.steps or out_of_time
+                    if done % cfg.log_every == 0 or last:
                         row = self._metrics_row(step, window)
                         if logger is not None:
                             logger.log(done, row)
@@ -261,12 +273,52 @@ class Trainer:
                     bar.advance(1, **shown)
                     if cfg.sample_every and self.task.can_sample and done % cfg.sample_every == 0:
                         self._sample(done)
-                    if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    if done % cfg.checkpoint_every == 0 or last:
                         self._save(done)
-            return self._export()
+                    if out_of_time:
+                        break
+            if out_of_time and info.is_main:
+                print(
+                    f"Stopped at step {done} of {cfg.steps}: the time limit of {cfg.time_limit_minutes:g} minutes is "
+                    f"spent; the checkpoint and final model hold step {done} (run the same command again to go on).",
+                    file=sys.stderr,
+                )
+            final = self._export()
+            if info.is_main:
+                self._write_summary(start, done, out_of_time)
+            return final
         finally:
             if logger is not None:
                 logger.close()
+
+    def _out_of_time(self) -> bool:
+        """Rank 0's clock decides and every rank gets its answer, so all ranks stop at the same step."""
+        limit = self.config.time_limit_minutes
+        if limit is None:
+            return False
+        spent = self.info.is_main and time.monotonic() - self.started >= 60.0 * limit
+        return any_rank(spent, self.info)
+
+    def _train_seconds(self) -> float:
+        """Wall time spent training this run, over every invocation (set-up and waits included)."""
+        return self.prior_seconds + time.monotonic() - self.started
+
+    def _write_summary(self, start: int, done: int, out_of_time: bool) -> None:
+        device = self.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        summary = {
+            "task": self.config.task_kind,
+            "started_at_step": start,
+            "steps_done": done,
+            "steps": self.config.steps,
+            "stopped_by": "time_limit" if out_of_time else "steps",
+            "time_limit_minutes": self.config.time_limit_minutes,
+            "wall_seconds": round(time.monotonic() - self.started, 3),
+            "train_seconds": round(self._train_seconds(), 3),
+            "device": f"{self.info.world_size} x {name}",
+            "threads": torch.get_num_threads(),
+        }
+        atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
 
     def _batches(self) -> Iterator[LoadedBatch]:
         source, collate = self.task.data()
