@@ -516,7 +516,7 @@ def _training_section(runs: list[dict[str, Any]], curves: dict[str, str]) -> lis
             if summary["time_limit_minutes"]:
                 stopped += f" ({summary['time_limit_minutes']:g} min budget)"
         seconds, how = wall_seconds(run)
-        wall = "–" if seconds is None else f"{seconds / 60:.1f} min ({how})"
+        wall = "–" if seconds is None else f"{_duration(seconds)} ({how})"
         last = next((float(r["loss"]) for r in reversed(run["rows"]) if _finite(r.get("loss"))), None)
         lines.append(
             f"| {run['name']} (`{run['dir']}`) | {_data_text(cfg['data'])} | {steps_done} of {cfg['steps']} | {stopped} "
@@ -525,6 +525,10 @@ def _training_section(runs: list[dict[str, Any]], curves: dict[str, str]) -> lis
     lines.append("")
     lines += [f"![{name} loss]({PICTURES}/{file})" for name, file in curves.items()]
     return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _data_text(data: dict[str, Any]) -> str:
