@@ -798,6 +798,41 @@ def connect(
     _generate(sampling, name, ".mp4", "connect", first, second, prompt, **options)
 
 
+# ---------------------------------------------------------------- bundle (kinetoscope.bundle)
+@app.command("bundle")
+def bundle_command(
+    model: Path = typer.Option(..., help="A trained transformer export: the final/ directory of `kinetoscope train dit`."),
+    note: str = typer.Option(..., help="How the model was trained, in a sentence (goes into MODEL.md as written)."),
+    captioner: Optional[Path] = typer.Option(None, help="A trained captioner directory to ship as captioner/."),
+    run: Optional[list[Path]] = typer.Option(
+        None, "--run", help="A run directory (config.json, metrics.csv) for the card (repeatable). Default: the runs behind --model and --captioner."
+    ),
+    out: Path = typer.Option(Path("models/world"), help="The bundle directory (replaced whole when everything succeeded)."),
+    dtype: str = typer.Option("fp16", help="Storage precision of the weights: fp16 or bf16 (they load in fp32 on a CPU)."),
+    max_mb: float = typer.Option(150.0, help="Refuse a bundle larger than this many megabytes."),
+    n: int = typer.Option(10, "--n", min=1, help="Clips per evaluation suite (and for the VAE PSNR)."),
+    size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the evaluation clips (the paper's is 128x128)."),
+    frames: int = typer.Option(32, min=2, help="Frames per evaluation clip (the paper's is 32)."),
+    seed: int = typer.Option(0, help="Seed of the evaluation clips and samples."),
+    device: str = typer.Option("cpu", help="torch device for the evaluation (the timed main command always runs on the CPU)."),
+    timing_size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the timed main command."),
+    timing_seconds: float = typer.Option(2.0, help="Seconds of video the timed main command makes."),
+) -> None:
+    """Ship a trained model: copy it in fp16, evaluate it, time the main command and write MODEL.md."""
+    from kinetoscope.bundle import BundleOptions, bundle
+    from kinetoscope.world.dataset import parse_size
+
+    width, height = parse_size(size)
+    timing_width, timing_height = parse_size(timing_size)
+    options = BundleOptions(
+        model=model, out=out, captioner=captioner, runs=tuple(run or ()), dtype=dtype, max_mb=max_mb, n=n,
+        width=width, height=height, frames=frames, seed=seed, device=device, note=note,
+        timing_width=timing_width, timing_height=timing_height, timing_seconds=timing_seconds,
+    )  # fmt: skip
+    card = bundle(options)
+    typer.echo(f"wrote {card.parent} and its model card {card}")
+
+
 # ---------------------------------------------------------------- entry point
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (used by ``main`` and the tests)."""
