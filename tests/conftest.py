@@ -57,3 +57,38 @@ def tiny_model_dir(tmp_path_factory):
                 "task": {"kind": "dit", "preset": "tiny", "vae": str(vae), "text_preset": "tiny", "tokenizer_captions": 50},
             }))  # fmt: skip
     return model
+
+
+#: A tiny VAE (4x spatial, 4x temporal, 4 latent channels) trained by the trainer for 300 steps on
+#: 32x32 clips of the physical-law paper's scenarios. L2 rather than L1: on small balls over a
+#: plain background L1 settles on the background (see VAELossConfig.l2_weight).
+TRAINED_TINY_VAE = {
+    "steps": 300, "log_every": 1000, "checkpoint_every": 1000, "ema": {"decay": 0.0},
+    "optim": {"lr": 3e-3, "weight_decay": 0.0}, "schedule": {"kind": "constant", "warmup_steps": 10},
+    "data": {
+        "source": "world", "token_budget": 16384,
+        "world": {"scenarios": ["uniform", "collision", "parabola"], "sizes": [[32, 32]], "frames": [1, 5, 9], "fps": 10.0},
+    },
+    "task": {
+        "kind": "vae", "preset": "tiny", "model": {"spatial_compression": 4}, "stats_batches": 4,
+        "loss": {"adversarial_weight": 0.0, "l1_weight": 0.0, "l2_weight": 1.0, "ssim_weight": 0.0},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_vae(tmp_path_factory):
+    """The directory of a tiny VAE that reconstructs world clips: trained once per test session
+    (about two minutes), shared by xdist workers through a lock like ``tiny_model_dir``."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    run = root / "trained_tiny_vae"
+    with FileLock(str(root / "trained_tiny_vae.lock")):
+        if not (run / "final" / "model.safetensors").is_file():
+            from kinetoscope.train import TrainConfig, train
+
+            train(TrainConfig.from_dict({**TRAINED_TINY_VAE, "run_dir": str(run)}))
+    return run / "final"

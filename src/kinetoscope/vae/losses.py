@@ -17,6 +17,10 @@ from kinetoscope.vae.model import DiagonalGaussian
 @dataclasses.dataclass
 class VAELossConfig(Config):
     l1_weight: float = 1.0
+    #: Weight of the mean squared error. On sparse scenes (small objects on a plain background)
+    #: L1 alone settles on the background: its gradient is the same size for every pixel, so the
+    #: many background pixels' sign noise drowns the few object pixels. L2 weighs errors by size.
+    l2_weight: float = 0.0
     #: Weight of (1 - SSIM); SSIM keeps edges and texture that L1 alone blurs.
     ssim_weight: float = 0.2
     #: Small, as in latent-diffusion VAEs: enough to keep latents bounded, not to blur them.
@@ -110,11 +114,17 @@ def vae_loss(
     :func:`discriminator_active` says so; train the discriminator itself with
     :func:`hinge_discriminator_loss` on ``reconstruction.detach()``.
     """
-    l1 = (reconstruction - x).abs().mean()
+    error = reconstruction - x
+    l1, l2 = error.abs().mean(), error.square().mean()
     similarity = ssim(reconstruction, x)
     kl = kl_loss(posterior)
-    total = config.l1_weight * l1 + config.ssim_weight * (1.0 - similarity) + config.kl_weight * kl
-    logs = {"l1": l1.item(), "ssim": similarity.item(), "kl": kl.item()}
+    total = (
+        config.l1_weight * l1
+        + config.l2_weight * l2
+        + config.ssim_weight * (1.0 - similarity)
+        + config.kl_weight * kl
+    )
+    logs = {"l1": l1.item(), "l2": l2.item(), "ssim": similarity.item(), "kl": kl.item()}
     if discriminator is not None and discriminator_active(step, config):
         adversarial = hinge_generator_loss(discriminator(reconstruction))
         total = total + config.adversarial_weight * adversarial

@@ -101,11 +101,11 @@ class VAETask(Task):
         generator = ctx.generator if ctx.device.type == "cpu" else None
         outs = models["vae"](xs, generator=generator)
         loss = torch.zeros((), device=ctx.device)
-        metrics = {"l1": 0.0, "ssim": 0.0, "kl": 0.0, "adversarial": 0.0}
+        metrics = {"l1": 0.0, "l2": 0.0, "ssim": 0.0, "kl": 0.0, "adversarial": 0.0}
         for w, x, out in zip(weights, xs, outs):
             total, logs = vae_loss(x, out.reconstruction, out.posterior, self.loss_config)
             loss = loss + w * total
-            for key in ("l1", "ssim", "kl"):
+            for key in ("l1", "l2", "ssim", "kl"):
                 metrics[key] += w * logs[key]
         losses = {"vae": loss}
         if self.uses_discriminator and discriminator_active(ctx.step, self.loss_config):
