@@ -67,6 +67,12 @@ def _heads_first(x: Tensor) -> Tensor:
     return x.transpose(0, 1).unsqueeze(0)
 
 
+def _tokens_first(x: Tensor) -> Tensor:
+    """The inverse of :func:`_heads_first`, also a view. (Not ``x[0]``: its backward would copy
+    the gradient into a new zero tensor of another memory layout than the attention output's.)"""
+    return x.squeeze(0).transpose(0, 1)
+
+
 def _sdpa_segments(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]) -> Tensor:
     outputs = []
     for qs, ks, vs in zip(q.split(list(q_lens)), k.split(list(kv_lens)), v.split(list(kv_lens))):
@@ -74,7 +80,7 @@ def _sdpa_segments(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_le
             outputs.append(torch.zeros_like(qs))
             continue
         out = F.scaled_dot_product_attention(_heads_first(qs), _heads_first(ks), _heads_first(vs))
-        outputs.append(out[0].transpose(0, 1))
+        outputs.append(_tokens_first(out))
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
@@ -108,7 +114,7 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, q_lens: tuple[int, ...], kv_lens: tup
 
     attend = _compiled_flex() if q.is_cuda else flex_attention
     mask = _block_mask(q_lens, kv_lens, q.device)
-    return attend(_heads_first(q), _heads_first(k), _heads_first(v), block_mask=mask)[0].transpose(0, 1)
+    return _tokens_first(attend(_heads_first(q), _heads_first(k), _heads_first(v), block_mask=mask))
 
 
 @functools.cache
