@@ -3,9 +3,13 @@
 Both models get the same shape (layers, width, heads, FFN, patch, in/out channels, text width and
 length) with random weights, in fp32 on the CPU, and the script checks that their parameter
 counts are equal. Time: both models live in this process and their steps are interleaved, so
-machine noise hits both alike; the median over repeats is reported. A step is the whole
-training forward and backward: ours includes packing the latent into tokens, Wan's includes its
-Conv3d patch embedding and unpatchify; the loss is the mean squared output.
+machine noise hits both alike; the median over repeats is reported, in wall and process CPU
+seconds. A step is the whole training forward and backward: ours includes packing the latent
+into tokens, Wan's includes its Conv3d patch embedding and unpatchify; the loss is the mean
+squared output. A third row times the self-attention alone (the same torch kernel both models
+call, once per layer, forward and backward), which bounds what any implementation can gain.
+On a machine shared with other jobs, ``--threads 1`` measures compute; with more threads every
+parallel region waits for a core the others may hold.
 
 Peak memory: each model runs in a fresh subprocess (so neither inherits the other's freed
 memory) with glibc's mmap threshold pinned at 128 KiB, so every tensor of any size is mapped
@@ -15,7 +19,7 @@ and reports peak resident memory (VmHWM) minus resident memory just before the s
 activations, gradients and temporaries of one training step, on top of the weights.
 
     python benchmarks/bench_dit.py                       # 1k and 4k tokens, writes nothing
-    python benchmarks/bench_dit.py --tokens 1024 --repeats 3
+    python benchmarks/bench_dit.py --tokens 1024 --repeats 3 --threads 1
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ def build(which: str):
     """The model and a function running one training step of it on a fixed random input.
 
     ``ours-torch-gemm`` is ours with its matrix products sent through ``F.linear`` (torch's
-    default BLAS) instead of oneDNN: it shows what the fused ops alone give.
+    default BLAS) instead of oneDNN: it shows what the fused ops alone give. ``attention`` is no
+    model: only the self-attention both models run, ``depth`` times forward and backward.
     """
     from kinetoscope.dit import DiT, DiTConfig, ops, pack
 
     config = DiTConfig.from_preset(PRESET, in_channels=16)
     torch.manual_seed(0)
+    if which == "attention":
+        return None, config, attention_step(config)
     if which.startswith("ours"):
         model = DiT(config).train()
         # Random modulation and output weights, as in a trained model (adaLN-Zero starts them at zero).
@@ -93,40 +100,54 @@ def inputs(config, tokens: int):
     return latent, text
 
 
-def timed(model, step, latent, text) -> float:
-    model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+def timed(model, step, latent, text) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds of one step. On a shared machine CPU time
+    leaves out the time the scheduler gave to other jobs (with one thread it is the compute time)."""
+    if model is not None:
+        model.zero_grad(set_to_none=True)
+    wall, cpu = time.perf_counter(), time.process_time()
     step(latent, text)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def compare_time(tokens: int, repeats: int, variants: list[str]) -> dict:
     models = {which: build(which) for which in variants}
-    counts = {which: sum(p.numel() for p in model.parameters()) for which, (model, _, _) in models.items()}
+    counts = {w: sum(p.numel() for p in model.parameters()) for w, (model, _, _) in models.items() if model is not None}
     assert len(set(counts.values())) == 1, f"shapes differ: {counts}"
     latent, text = inputs(models["ours"][1], tokens)
     for model, _, step in models.values():  # warm-up
         timed(model, step, latent, text)
     times = {which: [] for which in models}
+    cpu = {which: [] for which in models}
     for _ in range(repeats):
         for which, (model, _, step) in models.items():
-            times[which].append(timed(model, step, latent, text))
-    return {"parameters": counts["ours"], "median": {k: statistics.median(v) for k, v in times.items()}, "all": times}
+            wall_s, cpu_s = timed(model, step, latent, text)
+            times[which].append(wall_s)
+            cpu[which].append(cpu_s)
+    return {
+        "parameters": counts["ours"],
+        "depth": models["ours"][1].depth,
+        "median": {k: statistics.median(v) for k, v in times.items()},
+        "cpu_median": {k: statistics.median(v) for k, v in cpu.items()},
+        "all": times,
+    }
 
 
-def attention_share(tokens: int) -> float:
-    """Fraction of Wan's step spent inside scaled_dot_product_attention (forward and backward), profiled."""
-    from torch.profiler import profile
+def attention_step(config):
+    """Self-attention alone, as both models call it: torch's scaled_dot_product_attention over
+    ``(1, heads, tokens, head_dim)`` views of ``(tokens, heads, head_dim)`` tensors, once per
+    block, forward and backward. Neither model can be faster than this part of its step."""
+    import torch.nn.functional as F
 
-    model, config, step = build("wan")
-    latent, text = inputs(config, tokens)
-    timed(model, step, latent, text)
-    model.zero_grad(set_to_none=True)
-    with profile() as prof:
-        step(latent, text)
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    return sum(e.self_cpu_time_total for e in events if "scaled_dot_product" in e.key) / total
+    def step(latent, text):
+        tokens = latent[0, 0].numel() // (config.patch_size[1] * config.patch_size[2])
+        q, k, v = (torch.randn(tokens, config.heads, config.head_dim).transpose(0, 1)[None] for _ in range(3))
+        for _ in range(config.depth):
+            q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v)
+            out.backward(torch.ones_like(out))
+
+    return step
 
 
 def _status_kib(field: str) -> int:
@@ -187,7 +208,7 @@ def main() -> None:
         print(json.dumps(measure_memory(args.memory_of, args.tokens[0])))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {PRESET!r}, text length {TEXT_LENGTH}")
-    variants = ["wan", "ours"] + (["ours-torch-gemm"] if args.ablation else [])
+    variants = ["wan", "ours", "attention"] + (["ours-torch-gemm"] if args.ablation else [])
     for tokens in args.tokens:
         t = compare_time(tokens, args.repeats, variants)
         m = compare_memory(tokens)
@@ -202,9 +223,18 @@ def main() -> None:
                 f"  ours with torch's default GEMM: {median['ours-torch-gemm']:.2f}s, "
                 f"speedup {median['wan'] / median['ours-torch-gemm']:.2f}x"
             )
+        cpu = t["cpu_median"]
+        print(
+            f"  CPU time (all threads): wan {cpu['wan']:.2f}s ours {cpu['ours']:.2f}s speedup {cpu['wan'] / cpu['ours']:.2f}x, "
+            f"self-attention alone {cpu['attention']:.2f}s"
+        )
         paired = statistics.median(w / o for w, o in zip(t["all"]["wan"], t["all"]["ours"]))
         print(f"  median of the per-round speedups (each round runs every model once, back to back): {paired:.2f}x")
-        print(f"  wan's time inside scaled_dot_product_attention (profiled): {attention_share(tokens):.0%}")
+        print(
+            f"  self-attention alone (the same SDPA kernel in both, {t['depth']} layers, forward and "
+            f"backward): {median['attention']:.2f}s, {median['attention'] / median['wan']:.0%} of wan's step; a model "
+            f"calling that kernel is at most {median['wan'] / median['attention']:.2f}x faster than wan"
+        )
         print("  per-repeat seconds:", {k: [round(x, 2) for x in v] for k, v in t["all"].items()})
 
 
