@@ -11,7 +11,15 @@ from kinetoscope.data.manifest import ManifestEntry, read_manifest, write_manife
 from kinetoscope.errors import CheckpointError, InvalidInputError
 from kinetoscope.io import frames_to_tensor, write_video
 from kinetoscope.language.captioner import TOKENIZER_NAME, Captioner, CaptionerConfig
+from kinetoscope.language.parse import parse_caption
 from kinetoscope.text.tokenizer import CaptionTokenizer
+from kinetoscope.train.tasks.captioner import (
+    IGNORE,
+    PROBE_CLASSES,
+    PROBE_VALUES,
+    objects_in_palette_order,
+    probe_targets,
+)
 from kinetoscope.world import describe, sample_clip, sample_state
 from kinetoscope.world.clip import clip_seed
 
@@ -79,6 +87,52 @@ def test_cached_decoding_matches_a_full_pass(tokenizer):
         prefix = torch.cat([prefix, torch.tensor([[step]])], dim=1)
 
 
+def test_length_groups_decode_the_same_logits(tokenizer):
+    model = _model(tokenizer)
+    pixels = torch.rand(3, 3, 5, 32, 32) * 2 - 1
+    tokens = torch.randint(2, model.config.vocab_size, (3, 12))
+    lengths = [12, 4, 7]
+    for row, n in enumerate(lengths):
+        tokens[row, n:] = model.config.pad_id
+    full = model(pixels, tokens)
+    grouped = model(pixels, tokens, length_groups=2)
+    for row, n in enumerate(lengths):
+        torch.testing.assert_close(grouped[row, :n], full[row, :n], atol=1e-5, rtol=1e-4)
+    assert not grouped[1, 7:].any()  # grouped with the 7-token caption: nothing decoded past it
+
+
+def test_training_targets_list_objects_in_palette_order():
+    caption = (
+        "A small teal square stays still. A large red ball moves left at a slow speed. A yellow bar stands in front "
+        "of the scene. The background is plain white. The camera is static. The red ball leaves the frame at frame 3."
+    )
+    ordered = objects_in_palette_order(caption)
+    assert ordered.startswith("A large red ball moves left at a slow speed. A small teal square stays still. A yellow")
+    assert sorted(ordered.split(". ")) == sorted(caption.split(". "))
+    assert objects_in_palette_order("Not a world caption. A red ball.") == "Not a world caption. A red ball."
+
+
+def test_probe_targets_name_each_object_where_it_is():
+    clip = sample_clip("static", seed=3, width=64, height=48, frames=3)
+    targets = probe_targets(clip.state, image_size=32, patch=4)
+    assert targets.shape == (64, len(PROBE_CLASSES) + len(PROBE_VALUES))
+    objects = parse_caption(clip.caption).objects
+    unit = clip.state["world"]["px_per_unit"]
+    for obj, said in zip(clip.state["objects"], objects):
+        x, y = obj["position"][0]
+        col, row = x * unit * 32 / 64, (48 - y * unit) * 32 / 48  # the frame is squared to 32x32
+        cell = targets[int(row // 4) * 8 + int(col // 4)]
+        names = [classes[int(i)] for classes, i in zip(PROBE_CLASSES.values(), cell.tolist())]
+        assert names == [said.color, said.shape, said.size, "still", None, None]
+        # still: no velocity; the radius in 8-pixel steps at the model's size (32 / 48 of the frame's)
+        velocity_x, velocity_y, radius = cell[len(PROBE_CLASSES) :].tolist()
+        assert velocity_x == velocity_y == 0.0
+        assert radius == pytest.approx(obj["radius"] * unit * 32 / 48 / 8)
+    labelled = (targets[:, : len(PROBE_CLASSES)] != IGNORE).all(1)
+    assert (targets[~labelled, : len(PROBE_CLASSES)] == IGNORE).all() and targets[~labelled, len(PROBE_CLASSES) :].isnan().all()
+    assert 0 < int(labelled.sum()) < 64
+
+
 def test_save_load_round_trip(tokenizer, tmp_path):
     model = _model(tokenizer)
     pixels = torch.rand(1, 3, 5, 32, 32) * 2 - 1
@@ -114,7 +168,8 @@ task:
   tokenizer_vocab: 400
   tokenizer_captions: 100
   sample_clips: 2
-  model: {{image_size: 32, patch: 8, frames: 5, dim: 48, heads: 2, encoder_layers: 1, decoder_layers: 2, max_tokens: 64}}
+  model: {{image_size: 32, patch: 8, tubelet: 5, frames: 5, stem_channels: 16, dim: 48, heads: 2, encoder_layers: 1,
+          decoder_layers: 2, max_tokens: 64}}
 """
 
 

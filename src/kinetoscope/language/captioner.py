@@ -37,11 +37,14 @@ TOKENIZER_NAME = "tokenizer.json"
 @dataclasses.dataclass
 class CaptionerConfig(Config):
     image_size: int = 96
-    patch: int = 16
-    #: Frames per token; an odd last frame is paired with itself.
-    tubelet: int = 2
+    #: Pixels per token side: the stem's total stride.
+    patch: int = 8
+    #: Frames per token (stacked as channels); a short last tubelet repeats its last frame.
+    tubelet: int = 9
     #: Most frames read (the first ones); shorter clips are fine.
     frames: int = 9
+    #: Channels of the stem's first convolution (its second has twice as many).
+    stem_channels: int = 32
     dim: int = 128
     heads: int = 4
     encoder_layers: int = 1
@@ -58,7 +61,9 @@ class CaptionerConfig(Config):
         "tiny": {
             "image_size": 32,
             "patch": 8,
+            "tubelet": 5,
             "frames": 5,
+            "stem_channels": 16,
             "dim": 32,
             "heads": 2,
             "encoder_layers": 1,
@@ -69,8 +74,10 @@ class CaptionerConfig(Config):
     }
 
     def __post_init__(self) -> None:
-        if self.image_size % self.patch:
-            raise InvalidInputError(f"image_size {self.image_size} must be a multiple of patch {self.patch}.")
+        if self.patch % 2 or self.image_size % self.patch:
+            raise InvalidInputError(
+                f"patch {self.patch} must be even and image_size {self.image_size} a multiple of it."
+            )
         if self.dim % self.heads:
             raise InvalidInputError(f"dim {self.dim} must be a multiple of heads {self.heads}.")
 
@@ -171,7 +178,7 @@ class Captioner(PretrainedModel):
         super().__init__(config)
         c = config
         self.tokenizer: CaptionTokenizer | None = None
-        self.patch_embed = nn.Linear(3 * c.tubelet * c.patch * c.patch, c.dim)
+        self.stem = Stem(c.tubelet, c.stem_channels, c.dim, c.patch)
         self.step_pos = nn.Parameter(torch.randn(c.steps, 1, c.dim) * 0.02)
         self.row_pos = nn.Parameter(torch.randn(c.grid, 1, c.dim) * 0.02)
         self.col_pos = nn.Parameter(torch.randn(1, c.grid, c.dim) * 0.02)
@@ -200,12 +207,12 @@ class Captioner(PretrainedModel):
             last = (frame_counts.clamp(1, x.shape[2]) - 1).to(x.device)
             held = torch.minimum(torch.arange(x.shape[2], device=x.device)[None, :], last[:, None])
             x = x.transpose(1, 2)[torch.arange(x.shape[0], device=x.device)[:, None], held].transpose(1, 2)
-        k, g, p = c.tubelet, c.grid, c.patch
+        k, g, s = c.tubelet, c.grid, c.image_size
         if x.shape[2] % k:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, k - x.shape[2] % k, -1, -1)], dim=2)
         b, t = x.shape[0], x.shape[2] // k
-        tubes = x.reshape(b, 3, t, k, g, p, g, p).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b * t, g * g, 3 * k * p * p)
-        tokens = self.patch_embed(tubes.to(self.patch_embed.weight.dtype))
+        tubes = x.reshape(b, 3, t, k, s, s).permute(0, 2, 3, 1, 4, 5).reshape(b * t, k, 3, s, s)
+        tokens = self.stem(tubes)
         position = (self.row_pos + self.col_pos).reshape(1, g * g, -1)
         tokens = tokens + position + self.step_pos[:t].repeat(b, 1, 1)
         for block in self.encoder:  # attention within each time step
@@ -241,10 +248,32 @@ class Captioner(PretrainedModel):
         return self.norm(h) @ self.token_embed.weight.T  # tied input and output embeddings
 
     def forward(
-        self, pixels: torch.Tensor, tokens: torch.Tensor, frame_counts: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        pixels: torch.Tensor,
+        tokens: torch.Tensor,
+        frame_counts: torch.Tensor | None = None,
+        length_groups: int = 1,
+        with_video: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, L, vocab)``.
+
+        ``length_groups > 1`` decodes rows in that many groups of similar caption length
+        (padding is ``pad_id``), each only as long as its longest caption, and leaves zeros
+        past that: training batches mix captions of 20 and 200 tokens, and padding would
+        otherwise be most of the decoder's work.
+        ``with_video`` also returns the video tokens (for losses on them in training).
+        """
         video = self.encode(pixels, frame_counts)
-        return self.decode(tokens, video, self.video_mask(frame_counts, video.shape[1]))
+        mask = self.video_mask(frame_counts, video.shape[1])
+        if length_groups <= 1:
+            logits = self.decode(tokens, video, mask)
+        else:
+            lengths = (tokens != self.config.pad_id).sum(1)
+            logits = tokens.new_zeros((*tokens.shape, self.config.vocab_size), dtype=video.dtype)
+            for rows in lengths.argsort().chunk(length_groups):
+                n = int(lengths[rows].max())
+                logits[rows, :n] = self.decode(tokens[rows, :n], video[rows], None if mask is None else mask[rows])
+        return (logits, video) if with_video else logits
 
     @torch.no_grad()
     def generate(
@@ -297,6 +326,37 @@ class Captioner(PretrainedModel):
             raise CheckpointError(f"{directory} is not a Captioner directory: {TOKENIZER_NAME} is missing.")
         model.tokenizer = CaptionTokenizer.load(path)
         return model
+
+
+class Stem(nn.Module):
+    """Tubelets ``(N, tubelet, 3, S, S)`` -> token grid ``(N, (S / patch) ** 2, dim)``.
+
+    Each frame goes through the same two convolutions (``patch`` wide with half its stride,
+    then 3x3 with stride 2): edges and corners, learned once for every frame.
+    A token then joins its cell's features of every frame of the tubelet, so where what is in
+    the cell goes (its motion) is in the token's own content rather than only in a comparison
+    across tokens, which a small model learns far more slowly.
+    """
+
+    def __init__(self, tubelet: int, hidden: int, dim: int, patch: int):
+        super().__init__()
+        self.frame = nn.Sequential(
+            nn.Conv2d(3, hidden, patch, stride=patch // 2, padding=patch // 4),
+            nn.GELU(),
+            nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.join = nn.Linear(tubelet * 2 * hidden, dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.join.weight.dtype
+
+    def forward(self, tubes: torch.Tensor) -> torch.Tensor:
+        n, k, c, s, _ = tubes.shape
+        features = self.frame(tubes.reshape(n * k, c, s, s).to(self.dtype))  # (n * k, ch, g, g)
+        features = features.reshape(n, k, -1, features.shape[-1] ** 2).permute(0, 3, 1, 2)  # (n, cells, k, ch)
+        return self.join(features.flatten(2))
 
 
 def square_frames(pixels: torch.Tensor, size: int, frames: int) -> torch.Tensor:
