@@ -32,21 +32,9 @@ from typing import Callable
 
 import torch
 
+from kinetoscope.profiling import peak_allocated
+
 SHAPES = ["17x64x64", "33x128x128"]
-
-
-def peak_allocated(fn: Callable[[], object]) -> int:
-    """Peak bytes torch allocated on the CPU while ``fn`` ran, above what was live before."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
 
 
 def build_models():

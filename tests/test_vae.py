@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kinetoscope.errors import ConfigError, InvalidInputError
+from kinetoscope.profiling import peak_allocated
 from kinetoscope.vae import CausalVAE, VAEConfig
 from kinetoscope.vae.layers import CHANNELS_LAST
 from kinetoscope.vae.losses import (
@@ -142,27 +143,13 @@ def test_frame_zero_is_encoded_on_its_own():
     assert not torch.allclose(z[:, :, 1:], z_changed[:, :, 1:])
 
 
-def _peak_allocated(fn) -> int:
-    """Peak bytes that torch allocated on the CPU while ``fn`` ran (the profiler's allocator hook)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 def test_streaming_memory_does_not_grow_with_duration():
     vae = make_vae()
     short, long = random_video(9, 64, 64), random_video(41, 64, 64)
     with torch.no_grad():
         vae.encode(short)
-        peak_short = _peak_allocated(lambda: vae.encode(short))
-        peak_long = _peak_allocated(lambda: vae.encode(long))
+        peak_short = peak_allocated(lambda: vae.encode(short))
+        peak_long = peak_allocated(lambda: vae.encode(long))
     assert peak_long < 1.1 * peak_short, (peak_short, peak_long)
 
 
@@ -208,8 +195,8 @@ def test_tiling_bounds_memory_for_large_frames():
     with torch.no_grad():
         z = vae.encode(x, tile_size=128, tile_overlap=32)
         assert z.shape == (1, 4, 1, 48, 48)
-        untiled = _peak_allocated(lambda: vae.decode(z, tile_size=None))
-        tiled = _peak_allocated(lambda: vae.decode(z, tile_size=128, tile_overlap=32))
+        untiled = peak_allocated(lambda: vae.decode(z, tile_size=None))
+        tiled = peak_allocated(lambda: vae.decode(z, tile_size=128, tile_overlap=32))
     assert tiled < 0.5 * untiled, (tiled, untiled)
 
 
