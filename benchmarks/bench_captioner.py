@@ -95,7 +95,7 @@ def load_captioner(path: str) -> Captioner:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--model", default="models/world/captioner", help="a captioner, a training checkpoint or a run directory"
+        "--model", default="models/captioner-world", help="a captioner, a training checkpoint or a run directory"
     )
     parser.add_argument("--clips", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)

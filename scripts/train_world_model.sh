@@ -4,6 +4,11 @@
 #
 #   scripts/train_world_model.sh            # every stage: vae, dit, captioner, bundle
 #   scripts/train_world_model.sh dit        # one stage; run it again to resume it for another budget
+#   scripts/train_world_model.sh vae dit bundle   # keep the committed captioner (models/captioner-world)
+#
+# models/captioner-world was trained 20,000 steps (about 2.5 hours on one CPU thread; figures in
+# benchmarks/RESULTS.md "captioner"); a few minutes of the captioner stage train a weaker one.
+# The bundle takes $CAPTIONER if set, else this run's captioner if it has one, else that one.
 #
 # Budgets in minutes per invocation (the trainer stops at the end of the step that spends it,
 # checkpoints and exports; the same command resumes): VAE_MINUTES=7 DIT_MINUTES=14
@@ -52,7 +57,10 @@ for stage in "${STAGES[@]}"; do
       "${KINETOSCOPE[@]}" train captioner --config "$CAPTIONER_CONFIG" --set run_dir=$RUNS/captioner-world \
         --set time_limit_minutes="$CAPTIONER_MINUTES" "${CONSTANT[@]}" "${EXTRA[@]}" ;;
     bundle)
-      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --captioner $RUNS/captioner-world/final \
+      # The captioner this run trained, if it ran that stage; otherwise the committed one.
+      captioner=${CAPTIONER:-$RUNS/captioner-world/final}
+      [[ -d "$captioner" || -n "${CAPTIONER:-}" ]] || captioner=models/captioner-world
+      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --captioner "$captioner" \
         --out "$OUT" --note "$NOTE" "${BUNDLE_OPTIONS[@]}" ;;
     *) echo "unknown stage $stage: use vae, dit, captioner, bundle or all" >&2; exit 2 ;;
   esac

@@ -477,7 +477,7 @@ def caption(
     source: Path = typer.Argument(..., metavar="DIR_OR_MANIFEST", help="A folder of videos and images, or a JSONL manifest."),
     out: Path = typer.Option(..., "--out", help="The manifest to write (JSONL), with the new captions."),
     backend: str = _BACKEND_OPTION,
-    captioner: Path = typer.Option(Path("models/world/captioner"), help="builtin backend: a trained captioner directory."),
+    captioner: Path = typer.Option(Path("models/captioner-world"), help="builtin backend: a trained captioner directory."),
     base_url: Optional[str] = _BASE_URL_OPTION,
     model: Optional[str] = typer.Option(None, "--model", help="openai backend: the model name."),
     api_key_env: str = _API_KEY_ENV_OPTION,
