@@ -22,12 +22,17 @@ from pathlib import Path
 import torch
 
 from kinetoscope.io import frames_to_tensor
-from kinetoscope.language.accuracy import ALL_ATTRIBUTES, ATTRIBUTES, AttributeScore, pair_objects, score_caption
+from kinetoscope.language.accuracy import (
+    ALL_ATTRIBUTES,
+    ATTRIBUTES,
+    AttributeScore,
+    direction_by_first_step,
+    score_caption,
+)
 from kinetoscope.language.captioner import Captioner
 from kinetoscope.language.parse import ObjectText, SceneText, parse_caption
 from kinetoscope.world import sample_clip
 from kinetoscope.world.clip import clip_seed
-from kinetoscope.world.vocabulary import direction_word
 
 #: Held-out clips: training draws world clips from seeds derived from the training seed.
 HELD_OUT_SEED = 20261121
@@ -65,24 +70,6 @@ def blind_score(truth: SceneText, prior: dict[str, str | None]) -> AttributeScor
     return score_caption(guess, truth)
 
 
-def direction_by_first_step(clips: list, captions: list[str]) -> dict[str, list[int]]:
-    """Direction ``[correct, total]`` split by whether the true direction (of the velocity in frame
-    0) still holds in frame 1. Where a bounce, a collision or gravity turns it before frame 1, the
-    frames show the direction only through the first step's few pixels and what follows."""
-    split = {"holds through frame 1": [0, 0], "turns before frame 1": [0, 0]}
-    for clip, caption in zip(clips, captions):
-        predicted, truth = parse_caption(caption).objects, parse_caption(clip.caption).objects
-        partner = {t: p for p, t in pair_objects(predicted, truth)}
-        for t, (obj, state) in enumerate(zip(truth, clip.state["objects"])):
-            if obj.direction is None:
-                continue
-            holds = direction_word(*state["velocity"][1]) == obj.direction
-            counts = split["holds through frame 1" if holds else "turns before frame 1"]
-            counts[0] += t in partner and predicted[partner[t]].direction == obj.direction
-            counts[1] += 1
-    return split
-
-
 def load_captioner(path: str) -> Captioner:
     """A saved captioner, or the EMA weights of a checkpoint (a run directory means its latest)."""
     if (Path(path) / "model.safetensors").is_file() and not (Path(path) / "trainer.json").is_file():
@@ -117,8 +104,8 @@ def main() -> None:
     overall, blind = AttributeScore(), AttributeScore()
     by_scenario: dict[str, AttributeScore] = collections.defaultdict(AttributeScore)
     unparsed = 0
-    for clip, caption, truth in zip(clips, captions, truths):
-        predicted = parse_caption(caption)
+    predictions = [parse_caption(caption) for caption in captions]
+    for clip, caption, truth, predicted in zip(clips, captions, truths, predictions):
         unparsed += len(predicted.unparsed)
         score = score_caption(predicted, truth, exact=caption == clip.caption)
         overall.add(score)
@@ -142,7 +129,7 @@ def main() -> None:
         f"exact captions {overall.exact / len(clips):.3f}; missing objects {overall.missing}, extra {overall.extra}, "
         f"unparsed sentences {unparsed}"
     )
-    first_step = direction_by_first_step(clips, captions)
+    first_step = direction_by_first_step(clips, predictions)
     for name, (correct, total) in first_step.items():
         print(f"direction where it {name}: {correct / max(total, 1):.3f} of {total} objects")
     print("per scenario: " + ", ".join(f"{n}" for n in ATTRIBUTES))

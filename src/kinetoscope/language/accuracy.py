@@ -9,10 +9,15 @@ wrong on every attribute, and predicted objects left over are counted as ``extra
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kinetoscope.language.parse import ObjectText, SceneText
+from kinetoscope.language.parse import ObjectText, SceneText, parse_caption
+
+if TYPE_CHECKING:
+    from kinetoscope.world.clip import Clip
 
 #: The attributes of the captioner's bar, then the others a caption states.
 ATTRIBUTES = ("color", "shape", "motion", "direction")
@@ -44,12 +49,11 @@ class AttributeScore:
 def score_caption(predicted: SceneText, truth: SceneText, exact: bool = False) -> AttributeScore:
     """Per-attribute agreement of one predicted caption with the true one."""
     score = AttributeScore(objects=len(truth.objects), captions=1, exact=int(exact))
-    pairs = pair_objects(predicted.objects, truth.objects)
-    score.missing = len(truth.objects) - len(pairs)
-    score.extra = len(predicted.objects) - len(pairs)
-    partner = {t: p for p, t in pairs}
-    for t, obj in enumerate(truth.objects):
-        guess = predicted.objects[partner[t]] if t in partner else None
+    guesses = partners(predicted, truth)
+    paired = sum(g is not None for g in guesses)
+    score.missing = len(truth.objects) - paired
+    score.extra = len(predicted.objects) - paired
+    for obj, guess in zip(truth.objects, guesses):
         for name in ALL_ATTRIBUTES:
             wanted = getattr(obj, name)
             if wanted is None and name in ("direction", "speed"):
@@ -57,6 +61,37 @@ def score_caption(predicted: SceneText, truth: SceneText, exact: bool = False) -
             score.total[name] += 1
             score.correct[name] += int(guess is not None and getattr(guess, name) == wanted)
     return score
+
+
+#: The two parts :func:`direction_by_first_step` splits objects into.
+HEADING_HOLDS, HEADING_TURNS = "holds through frame 1", "turns before frame 1"
+
+
+def direction_by_first_step(clips: Sequence[Clip], predicted: Sequence[SceneText]) -> dict[str, list[int]]:
+    """Direction ``[correct, total]`` of captions ``predicted`` for world ``clips``, split by whether
+    the true direction (of the velocity in frame 0) still holds in frame 1.
+
+    Where a bounce, a collision or gravity turns it before frame 1, the frames show it only
+    through the first step's few pixels and what follows.
+    """
+    from kinetoscope.world.vocabulary import direction_word
+
+    split = {HEADING_HOLDS: [0, 0], HEADING_TURNS: [0, 0]}
+    for clip, scene in zip(clips, predicted):
+        truth = parse_caption(clip.caption)  # its objects are the state's, in order
+        for obj, guess, state in zip(truth.objects, partners(scene, truth), clip.state["objects"]):
+            if obj.direction is None:
+                continue
+            counts = split[HEADING_HOLDS if direction_word(*state["velocity"][1]) == obj.direction else HEADING_TURNS]
+            counts[0] += guess is not None and guess.direction == obj.direction
+            counts[1] += 1
+    return split
+
+
+def partners(predicted: SceneText, truth: SceneText) -> list[ObjectText | None]:
+    """Each true object's paired predicted object (see :func:`pair_objects`); None where it has none."""
+    partner = {t: p for p, t in pair_objects(predicted.objects, truth.objects)}
+    return [predicted.objects[partner[t]] if t in partner else None for t in range(len(truth.objects))]
 
 
 def pair_objects(predicted: tuple[ObjectText, ...], truth: tuple[ObjectText, ...]) -> list[tuple[int, int]]:
