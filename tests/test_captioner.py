@@ -151,6 +151,34 @@ def test_save_load_round_trip(tokenizer, tmp_path):
         Captioner.from_pretrained(tmp_path / "cap")
 
 
+
+@pytest.mark.parametrize("where", ["frames", "tokens"])
+def test_a_stem_grown_by_context_starts_as_the_saved_model_and_can_learn(tokenizer, tmp_path, where):
+    model = _model(tokenizer)
+    model.save_pretrained(tmp_path / "cap")
+    grown = _model(tokenizer, stem_context=5, stem_context_at=where)
+    new_parts = grown.load_weights(tmp_path / "cap")
+    assert new_parts and all(".spatial." in n or ".mix." in n for n in new_parts), new_parts
+    pixels = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    tokens = torch.randint(0, model.config.vocab_size, (2, 6))
+    torch.testing.assert_close(grown(pixels, tokens), model(pixels, tokens))  # a no-op until trained
+    # The zero output layer still gets a gradient, so training can find a use for the context.
+    grown.train()
+    grown(pixels, tokens).square().mean().backward()
+    out_layer = next(p for n, p in grown.named_parameters() if n.endswith("mix.2.weight"))
+    assert float(out_layer.grad.abs().sum()) > 0
+
+
+def test_load_weights_refuses_a_model_of_another_shape(tokenizer, tmp_path):
+    _model(tokenizer, stem_context=5).save_pretrained(tmp_path / "grown")
+    with pytest.raises(CheckpointError, match="no place for"):
+        _model(tokenizer).load_weights(tmp_path / "grown")  # the smaller model lacks the context
+    _model(tokenizer, dim=48).save_pretrained(tmp_path / "wide")
+    with pytest.raises(CheckpointError, match="has shape"):
+        _model(tokenizer).load_weights(tmp_path / "wide")
+    with pytest.raises(InvalidInputError, match="odd number of cells"):
+        _model(tokenizer, stem_context=4)
+
 TRAIN_CONFIG = """
 run_dir: {run}
 steps: 40
@@ -190,6 +218,38 @@ def test_training_through_the_trainer_lowers_the_loss_and_decodes_text(cli, tmp_
     assert "The camera is static." in caption  # learned the style's fixed sentences
     assert (tmp_path / "run" / "samples" / "captions_00000040.txt").read_text().count("true: ") == 2
 
+
+
+def test_fine_tuning_from_a_saved_captioner_starts_from_its_weights_and_tokenizer(cli, tmp_path):
+    """`task.init_from` starts from a saved captioner, grown here by a stem context, and trains on."""
+    config = tmp_path / "captioner.yaml"
+    config.write_text(TRAIN_CONFIG.format(run=tmp_path / "run"))
+    code, _, err = cli("train", "captioner", "--config", config)
+    assert code == 0, err
+    source = Captioner.from_pretrained(tmp_path / "run" / "final")
+
+    tuned = TRAIN_CONFIG.format(run=tmp_path / "tuned").replace("steps: 40", "steps: 10").replace(
+        "sample_clips: 2", f"sample_clips: 2\n  init_from: {tmp_path / 'run' / 'final'}"
+    ).replace("stem_channels: 16,", "stem_channels: 16, stem_context: 3,")
+    config.write_text(tuned)
+    code, _, err = cli("train", "captioner", "--config", config)
+    assert code == 0, err
+    assert (tmp_path / "tuned" / TOKENIZER_NAME).read_text() == (tmp_path / "run" / TOKENIZER_NAME).read_text()
+    rows = list(csv.DictReader((tmp_path / "tuned" / "metrics.csv").read_text().splitlines()))
+    first = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    # It starts where the source ended, not where a fresh model starts.
+    assert float(rows[0]["caption_loss"]) < 0.7 * float(first[0]["caption_loss"]), (rows[0], first[0])
+    result = Captioner.from_pretrained(tmp_path / "tuned" / "final")
+    assert result.config.stem_context == 3
+    moved = float((result.stem.join.weight - source.stem.join.weight).detach().abs().max())
+    assert 0 < moved < 0.5  # trained on, from the source's weights
+
+    config.write_text(tuned.replace("init_from:", "tokenizer: x.json\n  init_from:"))
+    code, _, err = cli("train", "captioner", "--config", config)
+    assert code != 0 and "not both" in err
+    config.write_text(tuned.replace("dim: 48", "dim: 32"))
+    code, _, err = cli("train", "captioner", "--config", config)
+    assert code != 0 and "does not fit task.model" in err and "Traceback" not in err
 
 def test_caption_cli_with_the_builtin_captioner_keeps_original_captions(tokenizer, cli, tmp_path):
     model = _model(tokenizer)

@@ -103,6 +103,17 @@ def test_load_pretrained_errors(tmp_path):
     ToyConfig(width=6).save_json(tmp_path / "a" / "config.json")
     with pytest.raises(CheckpointError, match="has shape"):
         Toy.from_pretrained(tmp_path / "a")
+    # A weights file that lacks some of the model's tensors loads with load_weights (they keep
+    # their initialisation, for growing a model), never with from_pretrained.
+    from safetensors.torch import load_file, save_file
+
+    Toy(ToyConfig(width=4)).save_pretrained(tmp_path / "b")
+    state = load_file(str(tmp_path / "b" / "model.safetensors"))
+    dropped = min(state)
+    save_file({k: v for k, v in state.items() if k != dropped}, str(tmp_path / "b" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="1 missing tensors"):
+        Toy.from_pretrained(tmp_path / "b")
+    assert Toy(ToyConfig(width=4)).load_weights(tmp_path / "b") == [dropped]
 
 
 def test_cli_version_and_help(cli):

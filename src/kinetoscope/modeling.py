@@ -58,35 +58,49 @@ class PretrainedModel(nn.Module):
     def from_pretrained(
         cls: type[M], directory: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
     ) -> M:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise CheckpointError(f"{directory} is not a {cls.__name__} directory: {name} is missing.")
-        config = cls.config_class.load_json(directory / CONFIG_NAME)
-        model = cls(config)
-        try:
-            state = load_file(str(directory / WEIGHTS_NAME), device="cpu")
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{directory / WEIGHTS_NAME} could not be read: {e}.") from None
-        # Weights may be stored in bf16/fp16; load into the model's own parameter dtype.
-        own = model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
+        model = cls(cls.config_class.load_json(directory / CONFIG_NAME))
+        missing = model.load_weights(directory)
+        if missing:
             raise CheckpointError(
                 f"{directory / WEIGHTS_NAME} does not match its config: "
-                f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
+                f"{len(missing)} missing tensors (e.g. {missing[:3]})."
+            )
+        model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        return model.eval()
+
+    def load_weights(self, directory: str | os.PathLike) -> list[str]:
+        """Load the weights of a saved model directory into this model; return the names it lacks.
+
+        Those keep their initialisation: this is how a model grown by new parts (built to start
+        as no-ops) is fine-tuned from a smaller saved one. Tensors this model has no place for,
+        or whose shapes differ, are an error. Weights stored in bf16/fp16 load in the model's dtype.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(directory) / WEIGHTS_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{directory} is not a {type(self).__name__} directory: {WEIGHTS_NAME} is missing.")
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{path} could not be read: {e}.") from None
+        own = self.state_dict()
+        unexpected = sorted(set(state) - set(own))
+        if unexpected:
+            raise CheckpointError(
+                f"{path} does not match this {type(self).__name__}: {len(unexpected)} tensors it has no place for "
+                f"(e.g. {unexpected[:3]})."
             )
         for name, tensor in state.items():
             if tensor.shape != own[name].shape:
                 raise CheckpointError(
-                    f"{directory / WEIGHTS_NAME}: tensor {name} has shape {tuple(tensor.shape)}, "
-                    f"the config expects {tuple(own[name].shape)}."
+                    f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}."
                 )
             state[name] = tensor.to(own[name].dtype)
-        model.load_state_dict(state)
-        model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-        return model.eval()
+        self.load_state_dict(state, strict=False)
+        return sorted(set(own) - set(state))

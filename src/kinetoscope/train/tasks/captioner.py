@@ -26,7 +26,7 @@ from torch import nn
 from kinetoscope.config import Config
 from kinetoscope.data.datasets import ShapeRule, VideoSample, WorldSource
 from kinetoscope.data.loader import SampleSource
-from kinetoscope.errors import ConfigError
+from kinetoscope.errors import CheckpointError, ConfigError
 from kinetoscope.files import atomic_write_text
 from kinetoscope.language.captioner import TOKENIZER_NAME, Captioner, CaptionerConfig, square_frames
 from kinetoscope.language.parse import MOTIONS, parse_caption
@@ -49,6 +49,10 @@ class CaptionerTaskConfig(Config):
     model: CaptionerConfig = dataclasses.field(default_factory=CaptionerConfig)
     #: An existing ``tokenizer.json`` to use instead of training one.
     tokenizer: str | None = None
+    #: A saved captioner to fine-tune (``models/captioner-world``, or a run's ``final/``): its
+    #: tokenizer and weights start the run. ``model`` must describe it (its ``config.json``),
+    #: plus any parts that start as no-ops, such as a ``stem_context`` it lacks.
+    init_from: str | None = None
     tokenizer_vocab: int = 1024
     #: Captions the tokenizer is trained on (the first ones of the data).
     tokenizer_captions: int = 2000
@@ -182,8 +186,13 @@ class CaptionerTask(Task):
 
     def prepare(self) -> None:
         path = self.run_dir / TOKENIZER_NAME
-        if self.options.tokenizer is not None:
-            self.tokenizer = CaptionTokenizer.load(self.options.tokenizer)
+        given = self.options.tokenizer
+        if self.options.init_from is not None:
+            if given is not None:
+                raise ConfigError("Set task.tokenizer or task.init_from, not both: init_from brings its own tokenizer.")
+            given = str(Path(self.options.init_from) / TOKENIZER_NAME)
+        if given is not None:
+            self.tokenizer = CaptionTokenizer.load(given)
             if self.info.is_main:
                 self.tokenizer.save(path)
         elif path.is_file():  # resuming: the ids must stay the ones the weights learned
@@ -208,7 +217,13 @@ class CaptionerTask(Task):
         return self.options.model.replace(vocab_size=t.vocab_size, pad_id=t.pad_id, eos_id=t.eos_id)
 
     def build_models(self) -> dict[str, nn.Module]:
-        models: dict[str, nn.Module] = {"captioner": Captioner(self.model_config)}
+        captioner = Captioner(self.model_config)
+        if self.options.init_from is not None:
+            try:
+                captioner.load_weights(self.options.init_from)
+            except CheckpointError as e:
+                raise ConfigError(f"task.init_from does not fit task.model (copy its config.json there): {e}") from None
+        models: dict[str, nn.Module] = {"captioner": captioner}
         if self.options.probe_weight > 0:
             models["probe"] = nn.Linear(self.model_config.dim, PROBE_OUTPUTS)
         return models
