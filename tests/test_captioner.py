@@ -18,6 +18,7 @@ from kinetoscope.train.tasks.captioner import (
     IGNORE,
     PROBE_CLASSES,
     PROBE_VALUES,
+    heading_weights,
     objects_in_palette_order,
     probe_targets,
 )
@@ -112,6 +113,18 @@ def test_training_targets_list_objects_in_palette_order():
     assert sorted(ordered.split(". ")) == sorted(caption.split(". "))
     assert objects_in_palette_order("Not a world caption. A red ball.") == "Not a world caption. A red ball."
 
+
+def test_heading_weights_fall_on_the_direction_words_of_motions_only(tokenizer):
+    captions = [
+        "A small red ball moves up-left at a fast speed. The camera pans right and then back left.",
+        "A large blue cube is thrown right at a slow speed and falls. The red ball bounces off the left wall at frame 2.",
+        "A red ball stays still.",
+    ]
+    ids, _ = tokenizer.encode(captions, 64)
+    weights = heading_weights(tokenizer, captions, tuple(ids.shape), 5.0)
+    heavy = ["".join(tokenizer.decode([t]) for t, w in zip(row.tolist(), ws) if w == 5.0) for row, ws in zip(ids, weights)]
+    assert [h.replace(" ", "") for h in heavy] == ["up-left", "right", ""]
+    assert set(weights.unique().tolist()) == {1.0, 5.0}
 
 def test_probe_targets_name_each_object_where_it_is():
     clip = sample_clip("static", seed=3, width=64, height=48, frames=3)
