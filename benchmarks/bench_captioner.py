@@ -25,8 +25,12 @@ from kinetoscope.io import frames_to_tensor
 from kinetoscope.language.accuracy import (
     ALL_ATTRIBUTES,
     ATTRIBUTES,
+    HEADING_HOLDS,
+    MARGINS,
     AttributeScore,
-    direction_by_first_step,
+    boundary_margin,
+    direction_split,
+    first_step,
     score_caption,
 )
 from kinetoscope.language.captioner import Captioner
@@ -39,10 +43,9 @@ HELD_OUT_SEED = 20261121
 BAR = 0.95
 
 
-def held_out_clips(count: int, size: int, frames: int, scenario: str = "mixed") -> list:
+def held_out_clips(count: int, size: int, frames: int, scenario: str = "mixed", seed: int = HELD_OUT_SEED) -> list:
     return [
-        sample_clip(scenario, seed=clip_seed(HELD_OUT_SEED, i), width=size, height=size, frames=frames)
-        for i in range(count)
+        sample_clip(scenario, seed=clip_seed(seed, i), width=size, height=size, frames=frames) for i in range(count)
     ]
 
 
@@ -70,6 +73,12 @@ def blind_score(truth: SceneText, prior: dict[str, str | None]) -> AttributeScor
     return score_caption(guess, truth)
 
 
+def plainly_shown(state_object: dict) -> str:
+    """Both splits at once: a heading that holds through frame 1, 6 degrees or more from an edge."""
+    plain = first_step(state_object) == HEADING_HOLDS and boundary_margin(state_object) == MARGINS[2]
+    return "plain to see (both)" if plain else "turned or near an edge (either)"
+
+
 def load_captioner(path: str) -> Captioner:
     """A saved captioner, or the EMA weights of a checkpoint (a run directory means its latest)."""
     if (Path(path) / "model.safetensors").is_file() and not (Path(path) / "trainer.json").is_file():
@@ -85,6 +94,9 @@ def main() -> None:
         "--model", default="models/captioner-world", help="a captioner, a training checkpoint or a run directory"
     )
     parser.add_argument("--clips", type=int, default=500)
+    parser.add_argument(
+        "--seed", type=int, default=HELD_OUT_SEED, help="another held-out set, to check figures chosen on the default one"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -94,7 +106,7 @@ def main() -> None:
 
     model = load_captioner(args.model)
     c = model.config
-    clips = held_out_clips(args.clips, c.image_size, c.frames)
+    clips = held_out_clips(args.clips, c.image_size, c.frames, seed=args.seed)
     started = time.perf_counter()
     captions = caption_clips(model, clips, args.batch_size)
     seconds = time.perf_counter() - started
@@ -117,7 +129,7 @@ def main() -> None:
         f"captioner {args.model}: {model.num_parameters / 1e6:.2f}M parameters, {c.image_size}x{c.image_size}, {c.frames} frames"
     )
     print(
-        f"{len(clips)} held-out clips (seed {HELD_OUT_SEED}), {overall.objects} objects, "
+        f"{len(clips)} held-out clips (seed {args.seed}), {overall.objects} objects, "
         f"{len(clips) / seconds:.1f} clips/s greedy decoding on {args.threads} thread(s)"
     )
     print(f"{'attribute':<10} {'captioner':>9} {'blind':>7} {'ratio':>6}  bar {BAR:.0%}")
@@ -129,9 +141,14 @@ def main() -> None:
         f"exact captions {overall.exact / len(clips):.3f}; missing objects {overall.missing}, extra {overall.extra}, "
         f"unparsed sentences {unparsed}"
     )
-    first_step = direction_by_first_step(clips, predictions)
-    for name, (correct, total) in first_step.items():
-        print(f"direction where it {name}: {correct / max(total, 1):.3f} of {total} objects")
+    splits = {
+        "where it": direction_split(clips, predictions, first_step),
+        "with its heading": direction_split(clips, predictions, boundary_margin),
+        "where the heading is": direction_split(clips, predictions, plainly_shown),
+    }
+    for words, split in splits.items():
+        for name, (correct, total) in split.items():
+            print(f"direction {words} {name}: {correct / max(total, 1):.3f} of {total} objects")
     print("per scenario: " + ", ".join(f"{n}" for n in ATTRIBUTES))
     for name, score in sorted(by_scenario.items()):
         acc = score.accuracy()
@@ -151,7 +168,9 @@ def main() -> None:
                     "missing": overall.missing,
                     "extra": overall.extra,
                     "by_scenario": {n: s.accuracy() for n, s in by_scenario.items()},
-                    "direction_by_first_step": first_step,
+                    "direction_by_first_step": splits["where it"],
+                    "direction_by_boundary_margin": splits["with its heading"],
+                    "direction_plainly_shown": splits["where the heading is"],
                 },
                 indent=2,
             )

@@ -165,11 +165,10 @@ def test_save_load_round_trip(tokenizer, tmp_path):
 
 
 
-@pytest.mark.parametrize("where", ["frames", "tokens"])
-def test_a_stem_grown_by_context_starts_as_the_saved_model_and_can_learn(tokenizer, tmp_path, where):
+def test_a_stem_grown_by_context_starts_as_the_saved_model_and_can_learn(tokenizer, tmp_path):
     model = _model(tokenizer)
     model.save_pretrained(tmp_path / "cap")
-    grown = _model(tokenizer, stem_context=5, stem_context_at=where)
+    grown = _model(tokenizer, stem_context=5)
     new_parts = grown.load_weights(tmp_path / "cap")
     assert new_parts and all(".spatial." in n or ".mix." in n for n in new_parts), new_parts
     pixels = torch.rand(2, 3, 5, 32, 32) * 2 - 1
@@ -304,7 +303,7 @@ def test_committed_captioner_describes_world_videos_through_the_cli(cli, tmp_pat
     motion of every object of 12 clips of three scenarios, direction where it holds past frame 0.
     At least 90% of these are right (on the benchmark's 500 clips at the model's own size: 99% or
     more for colour, shape and motion, 97% for such directions; ignoring the video gets about 40%)."""
-    from kinetoscope.language.accuracy import HEADING_HOLDS, AttributeScore, direction_by_first_step, score_caption
+    from kinetoscope.language.accuracy import HEADING_HOLDS, AttributeScore, direction_split, score_caption
 
     clips = [
         sample_clip(scenario, seed=clip_seed(777, i), width=128, height=96, frames=17)
@@ -323,7 +322,7 @@ def test_committed_captioner_describes_world_videos_through_the_cli(cli, tmp_pat
     score = AttributeScore()
     for clip, scene in zip(clips, predicted):
         score.add(score_caption(scene, parse_caption(clip.caption)))
-    right, total = direction_by_first_step(clips, predicted)[HEADING_HOLDS]
+    right, total = direction_split(clips, predicted)[HEADING_HOLDS]
     right += sum(score.correct[name] for name in ("color", "shape", "motion"))
     total += sum(score.total[name] for name in ("color", "shape", "motion"))
     assert total >= 60 and right >= 0.9 * total, (right, total)

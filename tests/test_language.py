@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -19,7 +20,8 @@ from kinetoscope.language import expand_prompt, parse_caption, parse_prompt
 from kinetoscope.language.accuracy import score_caption
 from kinetoscope.language.expand import agrees
 from kinetoscope.language.openai_backend import BackendError, OpenAIBackend, sample_frame_indices
-from kinetoscope.world import SCENARIOS, describe, sample_state
+from kinetoscope.language.parse import SceneText
+from kinetoscope.world import SCENARIOS, describe, sample_clip, sample_state
 from kinetoscope.world.captions import STILL_SPEED
 from kinetoscope.world.clip import clip_seed
 from kinetoscope.world.vocabulary import direction_word, size_word, speed_word
@@ -86,6 +88,32 @@ def test_parse_caption_keeps_sentences_out_of_style_and_scores_against_truth():
     perfect = score_caption(truth, truth)
     assert all(v == 1.0 for v in perfect.accuracy().values() if not math.isnan(v))
 
+
+
+def test_direction_split_groups_objects_by_what_their_frames_show_of_the_heading():
+    from kinetoscope.language.accuracy import HEADING_HOLDS, HEADING_TURNS, MARGINS, boundary_margin, direction_split
+
+    clips = [
+        sample_clip(scenario, seed=seed, width=48, height=48, frames=5)
+        for scenario in ("billiards", "bounce")
+        for seed in range(6)
+    ]
+    truths = [parse_caption(clip.caption) for clip in clips]
+    halves = direction_split(clips, truths)
+    edges = direction_split(clips, truths, boundary_margin)
+    assert list(halves) == [k for k in (HEADING_HOLDS, HEADING_TURNS) if k in halves]
+    assert all(right == total for right, total in [*halves.values(), *edges.values()])  # the truth is always right
+    assert sum(t for _, t in halves.values()) == sum(t for _, t in edges.values()) == sum(
+        o.direction is not None for truth in truths for o in truth.objects
+    )
+    blind = [SceneText(objects=tuple(dataclasses.replace(o, direction="up") for o in t.objects)) for t in truths]
+    assert sum(r for r, _ in direction_split(clips, blind).values()) == sum(
+        o.direction == "up" for truth in truths for o in truth.objects
+    )
+    # 23 degrees lies 0.5 degrees past the up-right sector's edge; 45 degrees is its middle.
+    assert boundary_margin({"velocity": [(math.cos(math.radians(23)), math.sin(math.radians(23)))]}) == MARGINS[0]
+    assert boundary_margin({"velocity": [(-math.cos(math.radians(28)), math.sin(math.radians(28)))]}) == MARGINS[1]
+    assert boundary_margin({"velocity": [(1.0, 1.0)]}) == MARGINS[2]
 
 @pytest.mark.parametrize(
     "prompt, objects, extra",

@@ -9,7 +9,8 @@ wrong on every attribute, and predicted objects left over are counted as ``extra
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,29 +64,51 @@ def score_caption(predicted: SceneText, truth: SceneText, exact: bool = False) -
     return score
 
 
-#: The two parts :func:`direction_by_first_step` splits objects into.
+#: The two parts :func:`first_step` puts objects in.
 HEADING_HOLDS, HEADING_TURNS = "holds through frame 1", "turns before frame 1"
+#: The three parts :func:`boundary_margin` puts objects in.
+MARGINS = ("under 3 degrees from an edge", "3 to 6 degrees from an edge", "6 degrees or more from an edge")
 
 
-def direction_by_first_step(clips: Sequence[Clip], predicted: Sequence[SceneText]) -> dict[str, list[int]]:
-    """Direction ``[correct, total]`` of captions ``predicted`` for world ``clips``, split by whether
-    the true direction (of the velocity in frame 0) still holds in frame 1.
+def first_step(state_object: dict) -> str:
+    """Whether the true heading (of the velocity in frame 0) still holds in frame 1.
 
     Where a bounce, a collision or gravity turns it before frame 1, the frames show it only
     through the first step's few pixels and what follows.
     """
     from kinetoscope.world.vocabulary import direction_word
 
-    split = {HEADING_HOLDS: [0, 0], HEADING_TURNS: [0, 0]}
+    velocity = state_object["velocity"]
+    return HEADING_HOLDS if direction_word(*velocity[1]) == direction_word(*velocity[0]) else HEADING_TURNS
+
+
+def boundary_margin(state_object: dict) -> str:
+    """How far (in degrees) the true heading lies from the nearest edge of its direction word's
+    45-degree sector: near an edge, a degree of error in the heading read off the frames
+    changes the word."""
+    vx, vy = state_object["velocity"][0]
+    off_edge = (math.degrees(math.atan2(vy, vx)) - 22.5) % 45.0
+    margin = min(off_edge, 45.0 - off_edge)
+    return MARGINS[0] if margin < 3 else MARGINS[1] if margin < 6 else MARGINS[2]
+
+
+def direction_split(
+    clips: Sequence[Clip], predicted: Sequence[SceneText], group: Callable[[dict], str] = first_step
+) -> dict[str, list[int]]:
+    """Direction ``[correct, total]`` of captions ``predicted`` for world ``clips``, per group of
+    objects (in the order of the groups' names above): ``group`` names it from the object's
+    ground-truth state (:func:`first_step`, :func:`boundary_margin`)."""
+    split: dict[str, list[int]] = {}
     for clip, scene in zip(clips, predicted):
         truth = parse_caption(clip.caption)  # its objects are the state's, in order
         for obj, guess, state in zip(truth.objects, partners(scene, truth), clip.state["objects"]):
             if obj.direction is None:
                 continue
-            counts = split[HEADING_HOLDS if direction_word(*state["velocity"][1]) == obj.direction else HEADING_TURNS]
+            counts = split.setdefault(group(state), [0, 0])
             counts[0] += guess is not None and guess.direction == obj.direction
             counts[1] += 1
-    return split
+    order = (HEADING_HOLDS, HEADING_TURNS, *MARGINS)
+    return dict(sorted(split.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
 def partners(predicted: SceneText, truth: SceneText) -> list[ObjectText | None]:

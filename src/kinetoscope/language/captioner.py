@@ -48,9 +48,6 @@ class CaptionerConfig(Config):
     #: Width in cells of the neighbourhood each frame's features are mixed over before a
     #: token joins its cell's frames (0: none; see :class:`FrameContext`).
     stem_context: int = 0
-    #: Where that mixing goes: ``frames`` (each frame's feature map, before the join) or
-    #: ``tokens`` (the joined token grid).
-    stem_context_at: str = "frames"
     dim: int = 128
     heads: int = 4
     encoder_layers: int = 1
@@ -88,8 +85,6 @@ class CaptionerConfig(Config):
             raise InvalidInputError(f"dim {self.dim} must be a multiple of heads {self.heads}.")
         if self.stem_context < 0 or (self.stem_context and self.stem_context % 2 == 0):
             raise InvalidInputError(f"stem_context must be 0 or an odd number of cells, got {self.stem_context}.")
-        if self.stem_context_at not in ("frames", "tokens"):
-            raise InvalidInputError(f"stem_context_at must be frames or tokens, got {self.stem_context_at!r}.")
 
     @property
     def grid(self) -> int:
@@ -188,7 +183,7 @@ class Captioner(PretrainedModel):
         super().__init__(config)
         c = config
         self.tokenizer: CaptionTokenizer | None = None
-        self.stem = Stem(c.tubelet, c.stem_channels, c.dim, c.patch, c.stem_context, c.stem_context_at)
+        self.stem = Stem(c.tubelet, c.stem_channels, c.dim, c.patch, c.stem_context)
         self.step_pos = nn.Parameter(torch.randn(c.steps, 1, c.dim) * 0.02)
         self.row_pos = nn.Parameter(torch.randn(c.grid, 1, c.dim) * 0.02)
         self.col_pos = nn.Parameter(torch.randn(1, c.grid, c.dim) * 0.02)
@@ -346,13 +341,13 @@ class Stem(nn.Module):
     A token then joins its cell's features of every frame of the tubelet, so where what is in
     the cell goes (its motion) is in the token's own content rather than only in a comparison
     across tokens, which a small model learns far more slowly.
-    With ``context`` cells, a :class:`FrameContext` first mixes each frame's features (or, at
-    ``tokens``, the joined tokens) over that neighbourhood: an object moving a cell every two
-    frames has left its frame-0 cell by frame 2, and the token of that cell should still see
-    the rest of its path, which is what its heading is read from.
+    With ``context`` cells, a :class:`FrameContext` first mixes each frame's features over that
+    neighbourhood: an object moving a cell every two frames has left its frame-0 cell by frame
+    2, and the token of that cell should still see the rest of its path, which is what its
+    heading is read from.
     """
 
-    def __init__(self, tubelet: int, hidden: int, dim: int, patch: int, context: int = 0, context_at: str = "frames"):
+    def __init__(self, tubelet: int, hidden: int, dim: int, patch: int, context: int = 0):
         super().__init__()
         self.frame = nn.Sequential(
             nn.Conv2d(3, hidden, patch, stride=patch // 2, padding=patch // 4),
@@ -360,10 +355,9 @@ class Stem(nn.Module):
             nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1),
             nn.GELU(),
         )
-        if context and context_at == "frames":
+        if context:
             self.frame.append(FrameContext(2 * hidden, context))
         self.join = nn.Linear(tubelet * 2 * hidden, dim)
-        self.tokens = FrameContext(dim, context) if context and context_at == "tokens" else None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -372,12 +366,8 @@ class Stem(nn.Module):
     def forward(self, tubes: torch.Tensor) -> torch.Tensor:
         n, k, c, s, _ = tubes.shape
         features = self.frame(tubes.reshape(n * k, c, s, s).to(self.dtype))  # (n * k, ch, g, g)
-        g = features.shape[-1]
-        features = features.reshape(n, k, -1, g * g).permute(0, 3, 1, 2)  # (n, cells, k, ch)
-        tokens = self.join(features.flatten(2))
-        if self.tokens is not None:
-            tokens = self.tokens(tokens.transpose(1, 2).reshape(n, -1, g, g)).flatten(2).transpose(1, 2)
-        return tokens
+        features = features.reshape(n, k, -1, features.shape[-1] ** 2).permute(0, 3, 1, 2)  # (n, cells, k, ch)
+        return self.join(features.flatten(2))
 
 
 class FrameContext(nn.Module):
