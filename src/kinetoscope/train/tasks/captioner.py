@@ -153,6 +153,8 @@ def heading_weights(tokenizer: CaptionTokenizer, captions: list[str], shape: tup
     """``(B, L)`` loss weights of ``captions``' tokens (as ``tokenizer.encode`` cuts them to ``L``):
     ``weight`` on every token that overlaps a heading word of :data:`HEADING`, 1 elsewhere."""
     weights = torch.ones(shape)
+    if weight == 1.0:  # the default: no second tokenisation of every batch's captions
+        return weights
     for row, (caption, encoding) in enumerate(zip(captions, tokenizer.tokenizer.encode_batch(captions))):
         spans = [m.span(1) for m in HEADING.finditer(caption)]
         for i, (start, end) in enumerate(encoding.offsets[: shape[1] - 1]):
