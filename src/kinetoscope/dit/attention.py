@@ -9,11 +9,13 @@ sample's own text tokens). Every backend computes exactly the same thing:
 - ``"flex"``: flex_attention with a block-diagonal block mask (CUDA; on the CPU it runs
   forward-only, which the tests use to check the mask);
 - ``"sdpa"``: one scaled_dot_product_attention call per segment (the CPU path; a single
-  segment costs exactly one call).
+  segment costs exactly one call). Under CPU autocast, small segments that need gradients run
+  in fp32 (see ``_CPU_BF16_MIN_SCORES``), the rest in autocast's dtype as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kinetoscope.dit.ops import autocast_dtype
 from kinetoscope.errors import InvalidInputError
 
 BACKENDS = ("sdpa", "flex", "flash")
@@ -73,15 +76,46 @@ def _tokens_first(x: Tensor) -> Tensor:
     return x.squeeze(0).transpose(0, 1)
 
 
+# On the CPU, torch's bf16 flash-attention backward costs 1-3 ms a call whatever its size (torch
+# 2.13, one core of an AMX Xeon): below this many scores per head (query x key tokens) fp32 runs
+# forward + backward faster, 3-6x so for clips of ~100 tokens and their text.
+_CPU_BF16_MIN_SCORES = 256 * 256
+
+
 def _sdpa_segments(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]) -> Tensor:
+    segments = _split(q, k, v, q_lens, kv_lens)
+    small = _small_under_cpu_autocast(q, k, v, q_lens, kv_lens)
+    if not any(small):
+        outputs = [_attend(*segment) for segment in segments]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    # Cast once, not segment by segment: hundreds of small casts cost about what fp32 saves.
+    wide = _split(q.float(), k.float(), v.float(), q_lens, kv_lens)
     outputs = []
-    for qs, ks, vs in zip(q.split(list(q_lens)), k.split(list(kv_lens)), v.split(list(kv_lens))):
-        if ks.shape[0] == 0:
-            outputs.append(torch.zeros_like(qs))
-            continue
-        out = F.scaled_dot_product_attention(_heads_first(qs), _heads_first(ks), _heads_first(vs))
-        outputs.append(_tokens_first(out))
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    for is_small, segment, wide_segment in zip(small, segments, wide):
+        with torch.autocast("cpu", enabled=False) if is_small else contextlib.nullcontext():
+            outputs.append(_attend(*(wide_segment if is_small else segment)))
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return out.to(torch.get_autocast_dtype("cpu"))  # autocast's output dtype, whichever way each segment ran
+
+
+def _small_under_cpu_autocast(
+    q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]
+) -> list[bool]:
+    """Which segments to run in fp32 (see ``_CPU_BF16_MIN_SCORES``): only under CPU autocast, with gradients."""
+    autocast = q.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    backward = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    return [autocast and backward and m * n < _CPU_BF16_MIN_SCORES for m, n in zip(q_lens, kv_lens)]
+
+
+def _split(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_lens: Sequence[int]) -> list:
+    return list(zip(q.split(list(q_lens)), k.split(list(kv_lens)), v.split(list(kv_lens))))
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Attention of one segment, ``(n, heads, head_dim)``; zeros when it has no keys."""
+    if k.shape[0] == 0:  # zeros in the dtype attention would give, which under autocast is not q's
+        return torch.zeros_like(q, dtype=autocast_dtype(q.device.type))
+    return _tokens_first(F.scaled_dot_product_attention(_heads_first(q), _heads_first(k), _heads_first(v)))
 
 
 @functools.lru_cache(maxsize=16)

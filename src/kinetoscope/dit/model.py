@@ -151,7 +151,8 @@ class JointBlock(nn.Module):
         order = packing.joint_order
         q, k, v = (torch.cat([t, s])[order] for t, s in zip(text_qkv, video_qkv))
         joint_lens = [a + b for a, b in zip(packing.text_lens, packing.seq_lens)]
-        attended = torch.empty_like(q).index_copy_(0, order, packed_attention(q, k, v, joint_lens))
+        attended = packed_attention(q, k, v, joint_lens)  # under autocast, not necessarily in q's dtype
+        attended = torch.empty_like(q, dtype=attended.dtype).index_copy_(0, order, attended)
         text_attended, video_attended = attended.split([text.shape[0], x.shape[0]])
         x = self.video.attention_residual(x, video_attended, time_mod, packing.index)
         x = self.video.feed_forward_residual(x, time_mod, packing.index)
@@ -222,7 +223,9 @@ class DiT(PretrainedModel):
         temb = self.time_embed(times)
         time_mod = self.time_modulation(temb).unflatten(1, (6, -1))
         text_mask = text_mask.to(torch.bool)
-        text_tokens = self.text_embed(text[text_mask])
+        # Under autocast the products run in bf16 but the residual streams stay in the parameters' dtype.
+        dtype = self.patch_embed.weight.dtype
+        text_tokens = self.text_embed(text[text_mask]).to(dtype)
         text_lens = text_mask.sum(1).tolist()
         packing = Packing(
             seq_lens=batch.seq_lens,
@@ -235,7 +238,7 @@ class DiT(PretrainedModel):
         if self.config.text_attention == "joint":
             packing.text_index = _text_rows(t, times, index, batch.seq_lens, text_lens)
             packing.joint_order = _joint_order(text_lens, batch.seq_lens, t.device)
-        x = self.patch_embed(batch.tokens)
+        x = self.patch_embed(batch.tokens).to(dtype)
         for block in self.blocks:
             x, text_tokens = block(x, text_tokens, time_mod, packing)
         return self.head(x, temb, index)

@@ -14,12 +14,22 @@ shared by all tokens, which is the common case and runs fused layer-norm kernels
 
 Matrix products on the CPU go through oneDNN rather than torch's default BLAS: on the AMD
 EPYC machines we measure on, oneDNN's fp32 GEMM runs 1.3-2x faster than MKL's and fuses the
-bias. Elsewhere (CUDA, or a torch built without oneDNN) they are plain ``F.linear``.
+bias. Elsewhere (CUDA, bf16, or a torch built without oneDNN) they are plain ``F.linear``.
+
+Mixed precision: autocast does not reach inside an autograd Function, so each one reads the
+autocast dtype of its input's device when called and runs with autocast off, casting by hand
+(see :func:`_amp_forward`): matrix products run in the autocast dtype (bf16: AMX on recent
+Xeons, tensor cores on CUDA), norms and their statistics in at least fp32, and parameter
+gradients come back in the parameters' own dtype. Outside autocast every cast is skipped and
+the ops compute exactly what they did before.
 
 tests/test_dit.py checks every function here against plain autograd, values and gradients.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -32,33 +42,97 @@ _onednn_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.b
 
 
 def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` without autograd (for use inside the functions below)."""
-    if _onednn_linear is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+    """``x @ weight.T + bias`` without autograd (for use inside the functions below).
+
+    oneDNN only for fp32, where it was measured faster; in bf16 torch's own CPU path is oneDNN's
+    GEMM already, and its weight gradients (transposed inputs) run faster than ``_linear_pointwise``'s.
+    """
+    if _onednn_linear is not None and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32:
         return _onednn_linear(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
-def _linear_backward(grad: Tensor, inputs: Tensor | None, weight: Tensor, needs: tuple[bool, bool, bool]):
-    """Gradients of :func:`dense` for 2-D inputs, (input, weight, bias), each only if ``needs`` says so."""
+def _cast(x: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    """``x`` in ``dtype``; ``None`` (outside autocast) leaves it as it is."""
+    return x if x is None or dtype is None else x.to(dtype)
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs products in on ``device_type``, or None where it is off."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    # Only where it is on: leaving an outermost autocast block clears autocast's cast cache.
+    if autocast_dtype(device_type) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
+def _amp_forward(forward):
+    """``torch.amp.custom_fwd`` for whatever device the first input is on (custom_fwd fixes one).
+
+    Sets ``ctx.amp`` to the autocast dtype there (None when autocast is off) and ``ctx.norm`` to
+    the dtype norms run in (at least fp32 under autocast), then runs ``forward`` with autocast
+    off, so the dtypes are the ones the function casts to, and not autocast's op-by-op choices.
+    """
+
+    @functools.wraps(forward)
+    def wrapper(ctx, x, *args):
+        ctx.device_type = x.device.type
+        ctx.amp = autocast_dtype(ctx.device_type)
+        ctx.norm = None if ctx.amp is None else torch.promote_types(x.dtype, torch.float32)
+        with _autocast_off(ctx.device_type):
+            return forward(ctx, x, *args)
+
+    return wrapper
+
+
+def _amp_backward(backward):
+    """``torch.amp.custom_bwd``'s counterpart of :func:`_amp_forward`: the backward pass casts by hand
+    too, whether or not ``.backward()`` is called under autocast. Gradients of activations may come
+    back in the compute dtype; autograd casts each to its input's dtype."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with _autocast_off(ctx.device_type):
+            return backward(ctx, *grads)
+
+    return wrapper
+
+
+def _linear_backward(
+    grad: Tensor, inputs: Tensor | None, weight: Tensor, needs: tuple[bool, bool, bool], dtype: torch.dtype
+):
+    """Gradients of :func:`dense` for 2-D inputs, (input, weight, bias), each only if ``needs`` says so.
+
+    ``inputs`` and ``weight`` are in ``grad``'s dtype; the weight and bias gradients come back in
+    ``dtype`` (the parameters'), the bias's summed straight into it.
+    """
     need_input, need_weight, need_bias = needs
     return (
         dense(grad, weight.t()) if need_input else None,
-        dense(grad.t(), inputs.t()) if need_weight else None,
-        grad.sum(0) if need_bias else None,
+        dense(grad.t(), inputs.t()).to(dtype) if need_weight else None,
+        grad.sum(0, dtype=dtype) if need_bias else None,
     )
 
 
 class _Linear(torch.autograd.Function):
     @staticmethod
+    @_amp_forward
     def forward(ctx, x, weight, bias):
+        x = _cast(x, ctx.amp)  # kept in the compute dtype: half the memory under bf16
         ctx.save_for_backward(x, weight)
-        return dense(x, weight, bias)
+        return dense(x, _cast(weight, ctx.amp), _cast(bias, ctx.amp))
 
     @staticmethod
     @once_differentiable
+    @_amp_backward
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        return _linear_backward(grad, x, weight, ctx.needs_input_grad)
+        return _linear_backward(grad, x, _cast(weight, ctx.amp), ctx.needs_input_grad, weight.dtype)
 
 
 class Linear(nn.Linear):
@@ -109,19 +183,24 @@ def _modulated_norm_backward(grad: Tensor, x: Tensor, mean: Tensor, rstd: Tensor
 
 class _NormLinear(torch.autograd.Function):
     @staticmethod
+    @_amp_forward
     def forward(ctx, x, mult, add, index, weight, bias, eps):
-        h, mean, rstd = _modulated_norm(x, mult, add, index, eps)
+        h, mean, rstd = _modulated_norm(*(_cast(t, ctx.norm) for t in (x, mult, add)), index, eps)
         ctx.save_for_backward(x, mean, rstd, mult, add, index, weight)
         ctx.eps = eps
-        return dense(h, weight, bias)
+        return dense(_cast(h, ctx.amp), _cast(weight, ctx.amp), _cast(bias, ctx.amp))
 
     @staticmethod
     @once_differentiable
+    @_amp_backward
     def backward(ctx, grad):
         x, mean, rstd, mult, add, index, weight = ctx.saved_tensors
-        h = _modulated_norm(x, mult, add, index, ctx.eps)[0] if ctx.needs_input_grad[4] else None
-        grad_h, grad_weight, grad_bias = _linear_backward(grad, h, weight, (True, *ctx.needs_input_grad[4:6]))
+        x, mult, add = (_cast(t, ctx.norm) for t in (x, mult, add))
+        needs = (True, *ctx.needs_input_grad[4:6])
+        h = _cast(_modulated_norm(x, mult, add, index, ctx.eps)[0], ctx.amp) if needs[1] else None
+        grad_h, grad_weight, grad_bias = _linear_backward(grad, h, _cast(weight, ctx.amp), needs, weight.dtype)
         del h
+        grad_h = _cast(grad_h, ctx.norm)
         grad_x, grad_mult, grad_add = _modulated_norm_backward(grad_h, x, mean, rstd, mult, add, index)
         return grad_x, grad_mult, grad_add, None, grad_weight, grad_bias, None
 
@@ -135,28 +214,36 @@ def norm_linear(
 
 class _NormMLP(torch.autograd.Function):
     @staticmethod
+    @_amp_forward
     def forward(ctx, x, mult, add, index, weight1, bias1, weight2, bias2, eps):
-        h, mean, rstd = _modulated_norm(x, mult, add, index, eps)
-        hidden = dense(h, weight1, bias1)
+        h, mean, rstd = _modulated_norm(*(_cast(t, ctx.norm) for t in (x, mult, add)), index, eps)
+        hidden = dense(_cast(h, ctx.amp), _cast(weight1, ctx.amp), _cast(bias1, ctx.amp))
         del h
-        out = dense(F.gelu(hidden, approximate="tanh"), weight2, bias2)
+        out = dense(F.gelu(hidden, approximate="tanh"), _cast(weight2, ctx.amp), _cast(bias2, ctx.amp))
         ctx.save_for_backward(x, mean, rstd, mult, add, index, weight1, weight2, hidden)
         ctx.eps = eps
         return out
 
     @staticmethod
     @once_differentiable
+    @_amp_backward
     def backward(ctx, grad):
         x, mean, rstd, mult, add, index, weight1, weight2, hidden = ctx.saved_tensors
         activated = F.gelu(hidden, approximate="tanh")
-        needs = ctx.needs_input_grad
-        grad_activated, grad_weight2, grad_bias2 = _linear_backward(grad, activated, weight2, (True, *needs[6:8]))
+        needs, amp = ctx.needs_input_grad, ctx.amp
+        grad_activated, grad_weight2, grad_bias2 = _linear_backward(
+            grad, activated, _cast(weight2, amp), (True, *needs[6:8]), weight2.dtype
+        )
         del activated
         grad_hidden = torch.ops.aten.gelu_backward(grad_activated, hidden, approximate="tanh")
         del grad_activated
-        h = _modulated_norm(x, mult, add, index, ctx.eps)[0]
-        grad_h, grad_weight1, grad_bias1 = _linear_backward(grad_hidden, h, weight1, (True, *needs[4:6]))
+        x, mult, add = (_cast(t, ctx.norm) for t in (x, mult, add))
+        h = _cast(_modulated_norm(x, mult, add, index, ctx.eps)[0], amp)
+        grad_h, grad_weight1, grad_bias1 = _linear_backward(
+            grad_hidden, h, _cast(weight1, amp), (True, *needs[4:6]), weight1.dtype
+        )
         del h, grad_hidden
+        grad_h = _cast(grad_h, ctx.norm)
         grad_x, grad_mult, grad_add = _modulated_norm_backward(grad_h, x, mean, rstd, mult, add, index)
         return grad_x, grad_mult, grad_add, None, grad_weight1, grad_bias1, grad_weight2, grad_bias2, None
 
@@ -177,13 +264,18 @@ def norm_mlp(
 
 
 class _GatedResidual(torch.autograd.Function):
+    """No products, so no casts: the output takes the widest dtype of the three, as ``addcmul`` does
+    when ``index`` is None (under autocast, a bf16 branch into an fp32 residual stream stays fp32)."""
+
     @staticmethod
+    @_amp_forward
     def forward(ctx, x, y, gate, index):
         ctx.save_for_backward(y, gate, index)
         return torch.addcmul(x, y, gate[index])
 
     @staticmethod
     @once_differentiable
+    @_amp_backward
     def backward(ctx, grad):
         y, gate, index = ctx.saved_tensors
         return grad, grad * gate[index], row_sums(grad * y, index, len(gate)), None
@@ -213,46 +305,57 @@ def _rotated(x: Tensor, freqs: Tensor) -> Tensor:
 
 
 class _NormalizeHeads(torch.autograd.Function):
-    """out = rope(x / rms(x) * w): the per-token 1/rms is folded into the rotation (one pass fewer)."""
+    """out = rope(x / rms(x) * w): the per-token 1/rms is folded into the rotation (one pass fewer).
+
+    Under autocast the norm and rotation run in ``ctx.norm`` (fp32) and every output comes out in
+    the autocast dtype, the one attention runs in.
+    """
 
     @staticmethod
+    @_amp_forward
     def forward(ctx, x, weight, freqs, eps):
         _, groups, heads, head_dim = x.shape
         outputs, rstds = [], []
+        weight_ = _cast(weight, ctx.norm)
         for j in range(groups):
             part = x[:, j]
             if j >= len(weight):
-                outputs.append(part.contiguous())
+                outputs.append(_cast(part, ctx.amp).contiguous())
                 continue
+            part = _cast(part, ctx.norm)
             norm = torch.linalg.vector_norm(part, dim=(1, 2))
             rstd = norm.square_().div_(heads * head_dim).add_(eps).rsqrt_()
-            y = part * weight[j].view(heads, head_dim)
-            outputs.append(y.mul_(rstd[:, None, None]) if freqs is None else _rotate_(y, freqs * rstd[:, None]))
+            y = part * weight_[j].view(heads, head_dim)
+            y = y.mul_(rstd[:, None, None]) if freqs is None else _rotate_(y, freqs * rstd[:, None])
+            outputs.append(_cast(y, ctx.amp))
             rstds.append(rstd)
         ctx.save_for_backward(x, weight, freqs, torch.stack(rstds))
         return tuple(outputs)
 
     @staticmethod
     @once_differentiable
+    @_amp_backward
     def backward(ctx, *grads):
         x, weight, freqs, rstds = ctx.saved_tensors
         n, _, heads, head_dim = x.shape
-        grad_x = torch.empty_like(x)
+        grad_x = torch.empty_like(x, dtype=ctx.norm)  # in the norm's dtype: the sum below cancels
         grad_weight = torch.empty_like(weight)
+        weight_ = _cast(weight, ctx.norm)
         for j, grad in enumerate(grads):
             if grad is None:
-                grad = x.new_zeros(n, heads, head_dim)
+                grad = grad_x.new_zeros(n, heads, head_dim)
             if j >= len(weight):
                 grad_x[:, j] = grad
                 continue
+            grad = _cast(grad, ctx.norm)
             rstd = rstds[j][:, None, None]
             if freqs is not None:  # undo the rotation: rotate back by the conjugate
                 grad = _rotated(grad, freqs.conj())
-            normed = x[:, j] * rstd
+            normed = _cast(x[:, j], ctx.norm) * rstd
             product = grad * normed
             grad_weight[j] = product.sum(0).flatten()
-            dot = product.flatten(1) @ weight[j]  # (grad * w) . normed, per token
-            out = torch.mul(grad, weight[j].view(heads, head_dim), out=grad_x[:, j])
+            dot = product.flatten(1) @ weight_[j]  # (grad * w) . normed, per token
+            out = torch.mul(grad, weight_[j].view(heads, head_dim), out=grad_x[:, j])
             out.addcmul_(normed, dot[:, None, None], value=-1.0 / (heads * head_dim)).mul_(rstd)
         return grad_x, grad_weight, None, None
 
