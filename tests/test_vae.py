@@ -70,7 +70,45 @@ def test_other_compressions(spatial, temporal, multipliers):
         assert vae.decode(z).shape == (1, 3, frames, 32, 48)
 
 
+def test_space_to_depth_is_inverted_exactly():
+    from kinetoscope.vae.model import depth_to_space, space_to_depth
+
+    x = random_video(5, 16, 24)
+    folded = space_to_depth(x, 4)
+    assert folded.shape == (1, 48, 5, 4, 6)
+    # Channel c*16 + i*4 + j of position (y, x) is pixel (4y + i, 4x + j) of channel c.
+    assert folded[0, 1 * 16 + 2 * 4 + 3, 2, 1, 5] == x[0, 1, 2, 1 * 4 + 2, 5 * 4 + 3]
+    assert torch.equal(depth_to_space(folded, 4), x)
+
+
+@pytest.mark.parametrize(("patch", "spatial", "multipliers"), [(2, 8, (1, 2, 2, 2)), (4, 8, (1, 2, 2)), (8, 8, (1, 2, 2))])
+def test_patch_size_shapes_and_chunked_equals_one_shot(patch, spatial, multipliers):
+    vae = make_vae(patch_size=patch, spatial_compression=spatial, channel_multipliers=multipliers).double()
+    x = random_video(9, 32, 48).double()
+    with torch.no_grad():
+        z = vae.encode(x)
+        assert z.shape == (1, 4, 3, 32 // spatial, 48 // spatial)
+        one_shot = vae.encoder(x)[:, :4]
+        for chunk in (4, 8):
+            torch.testing.assert_close(vae.encode_posterior(x, chunk_frames=chunk).mean, one_shot, rtol=0, atol=1e-12)
+        video = vae.decode(z, clamp=False)
+        assert video.shape == x.shape
+        torch.testing.assert_close(vae.decode(z, chunk_frames=8, clamp=False), video, rtol=0, atol=1e-12)
+
+
+def test_cpu_preset_folds_pixels_before_its_convolutions():
+    config = VAEConfig.from_preset("cpu")
+    vae = CausalVAE(config)
+    assert (config.patch_size, config.spatial_compression, config.spatial_downsamples) == (4, 8, 1)
+    assert vae.encoder.conv_in.in_channels == 3 * 16 and vae.decoder.head.conv.out_channels == 3 * 16
+    assert sum(p.numel() for p in vae.parameters()) < 8_000_000
+
+
 def test_invalid_configs_raise_config_error():
+    with pytest.raises(ConfigError, match="patch_size must be 1, 2, 4 or 8 and divide"):
+        VAEConfig.from_preset("tiny", patch_size=3)
+    with pytest.raises(ConfigError, match="patch_size must be 1, 2, 4 or 8 and divide"):
+        VAEConfig.from_preset("tiny", spatial_compression=4, patch_size=8)
     with pytest.raises(ConfigError, match="spatial_compression"):
         VAEConfig.from_preset("tiny", spatial_compression=6)
     with pytest.raises(ConfigError, match="needs at least 4"):

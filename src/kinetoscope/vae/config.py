@@ -1,6 +1,7 @@
 """``VAEConfig``: the shape of the causal 3D VAE, and the per-channel latent statistics.
 
-Presets: ``tiny`` for tests, ``world`` for the bundled model, ``wan`` with the shape of
+Presets: ``tiny`` for tests, ``cpu`` for the bundled model (space-to-depth first, so it
+trains and runs on two CPU cores), ``world`` (full-resolution convolutions, for a GPU), ``wan`` with the shape of
 diffusers' ``AutoencoderKLWan`` (Wan 2.1) for side-by-side benchmarks.
 """
 
@@ -26,6 +27,11 @@ class VAEConfig(Config):
     spatial_compression: int = 8
     #: 1, 2 or 4: latent frame i > 0 covers pixel frames ``tc*i - tc + 1 .. tc*i``; frame 0 is alone.
     temporal_compression: int = 4
+    #: Space-to-depth before the first convolution (and depth-to-space after the last): each
+    #: ``patch_size`` x ``patch_size`` block of pixels becomes one position with that many times
+    #: the channels, so every 3D convolution runs at ``1 / patch_size`` of the resolution (as
+    #: LTX-Video's VAE does). Part of ``spatial_compression``, which must be a multiple of it.
+    patch_size: int = 1
     #: Single-head attention within each frame in the middle block (as Wan does).
     mid_attention: bool = True
     #: Per-channel statistics of un-normalised latents, measured on data (``kinetoscope.vae.stats``).
@@ -49,6 +55,15 @@ class VAEConfig(Config):
             "num_res_blocks": 1,
             "latent_channels": 16,
         },
+        # CPU-first (~5.7M): 4x4 space-to-depth, so the convolutions see 1/16 of the pixels, then
+        # one strided halving to 8x; 4x in time. Made to train, encode and decode on two CPU cores.
+        "cpu": {
+            "base_channels": 48,
+            "channel_multipliers": (1, 2, 2),
+            "num_res_blocks": 1,
+            "latent_channels": 16,
+            "patch_size": 4,
+        },
         # AutoencoderKLWan(base_dim=96, dim_mult=[1, 2, 4, 4], num_res_blocks=2, z_dim=16).
         "wan": {
             "base_channels": 96,
@@ -63,6 +78,11 @@ class VAEConfig(Config):
             raise ConfigError(f"spatial_compression must be 4, 8 or 16, got {self.spatial_compression}.")
         if self.temporal_compression not in (1, 2, 4):
             raise ConfigError(f"temporal_compression must be 1, 2 or 4, got {self.temporal_compression}.")
+        if self.patch_size not in (1, 2, 4, 8) or self.spatial_compression % self.patch_size:
+            raise ConfigError(
+                f"patch_size must be 1, 2, 4 or 8 and divide spatial_compression {self.spatial_compression}, "
+                f"got {self.patch_size}."
+            )
         transitions = len(self.channel_multipliers) - 1
         needed = max(self.spatial_downsamples, self.temporal_downsamples)
         if transitions < needed:
@@ -85,7 +105,8 @@ class VAEConfig(Config):
 
     @property
     def spatial_downsamples(self) -> int:
-        return int(math.log2(self.spatial_compression))
+        """Strided halvings in the network; the rest of the compression is the space-to-depth patch."""
+        return int(math.log2(self.spatial_compression // self.patch_size))
 
     @property
     def temporal_downsamples(self) -> int:
@@ -93,6 +114,11 @@ class VAEConfig(Config):
 
     def downsamples_at(self, level: int) -> tuple[bool, bool]:
         """(spatial, temporal) halving after encoder ``level``: space early (cheap), time late (as Wan)."""
+        if self.patch_size not in (1, 2, 4, 8) or self.spatial_compression % self.patch_size:
+            raise ConfigError(
+                f"patch_size must be 1, 2, 4 or 8 and divide spatial_compression {self.spatial_compression}, "
+                f"got {self.patch_size}."
+            )
         transitions = len(self.channel_multipliers) - 1
         if level >= transitions:
             return False, False

@@ -81,7 +81,8 @@ class Encoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         channels = _channels(config)
-        self.conv_in = CausalConv3d(config.in_channels, channels[0], 3)
+        self.patch = config.patch_size
+        self.conv_in = CausalConv3d(config.in_channels * self.patch**2, channels[0], 3)
         blocks: list[nn.Module] = []
         in_ch = channels[0]
         for level, ch in enumerate(channels):
@@ -96,7 +97,7 @@ class Encoder(nn.Module):
         self.head = Head(in_ch, 2 * config.latent_channels)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x = self.conv_in(x, cache)
+        x = self.conv_in(space_to_depth(x, self.patch), cache)
         for block in self.blocks:
             x = block(x, cache)
         return self.head(x, cache)
@@ -122,13 +123,33 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(ch, ch // 2, spatial, temporal))
                 in_ch = ch // 2
         self.blocks = nn.ModuleList(blocks)
-        self.head = Head(in_ch, config.in_channels)
+        self.patch = config.patch_size
+        self.head = Head(in_ch, config.in_channels * self.patch**2)
 
     def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         x = self.conv_in(z, cache)
         for block in self.blocks:
             x = block(x, cache)
-        return self.head(x, cache)
+        return depth_to_space(self.head(x, cache), self.patch)
+
+
+def space_to_depth(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C*p*p, T, H/p, W/p): each p x p block of pixels becomes one position."""
+    if patch == 1:
+        return x
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // patch, patch, w // patch, patch).permute(0, 1, 4, 6, 2, 3, 5)
+    return x.reshape(b, c * patch * patch, t, h // patch, w // patch).contiguous(memory_format=CHANNELS_LAST)
+
+
+def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of :func:`space_to_depth`."""
+    if patch == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    c = cpp // (patch * patch)
+    x = x.reshape(b, c, patch, patch, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    return x.reshape(b, c, t, h * patch, w * patch).contiguous(memory_format=CHANNELS_LAST)
 
 
 def _middle(channels: int, attention: bool) -> list[nn.Module]:

@@ -40,6 +40,10 @@ class VAETaskConfig(Config):
     discriminator_lr_scale: float = 1.0
     #: Clips of training data the exported latent mean/std are measured on.
     stats_batches: int = 4
+    #: Train on random ``[height, width]`` crops (multiples of the spatial compression) of each clip
+    #: instead of whole clips: the VAE is convolutional, the scale of the scene stays as rendered,
+    #: and every micro-batch is one shape (one batched convolution per layer, not one per size).
+    crop: tuple[int, int] | None = None
 
 
 class VAETask(Task):
@@ -95,6 +99,8 @@ class VAETask(Task):
             vae_loss,
         )
 
+        if self.options.crop is not None:
+            batch = [self._cropped(sample, ctx.generator) for sample in batch]
         xs = [pixels.to(ctx.device, non_blocking=True) for pixels, _ in group_by_shape(batch)]
         weights = [x.numel() / sum(y.numel() for y in xs) for x in xs]  # every pixel counts the same
         # Posterior samples draw from the step generator on the CPU (the global CUDA RNG on a GPU).
@@ -119,6 +125,16 @@ class VAETask(Task):
             )
             metrics["adversarial"] = float(adversarial.detach())
         return LossOutput(losses, metrics, tokens=sum(x.numel() // 3 for x in xs))
+
+    def _cropped(self, sample: VideoSample, generator: torch.Generator) -> VideoSample:
+        height, width = self.options.crop
+        _, _, h, w = sample.pixels.shape
+        if h < height or w < width:
+            raise KinetoscopeError(f"task.crop {height}x{width} (height x width) is larger than a {h}x{w} clip.")
+        top = int(torch.randint(h - height + 1, (1,), generator=generator))
+        left = int(torch.randint(w - width + 1, (1,), generator=generator))
+        pixels = sample.pixels[:, :, top : top + height, left : left + width]
+        return dataclasses.replace(sample, pixels=pixels)
 
     def sample(self, models: dict[str, nn.Module], step: int, out_dir: Path) -> list[Path]:
         """The first clips of the stream beside their reconstructions."""
