@@ -112,12 +112,16 @@ def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.lerp(x0, noise, t), noise - x0
 
 
-def flow_loss(model_out: Tensor, target: Tensor, loss_mask: Tensor | None = None) -> Tensor:
-    """Mean squared velocity error over the tokens in ``loss_mask`` (known frames are left out)."""
+def flow_loss(
+    model_out: Tensor, target: Tensor, loss_mask: Tensor | None = None, weight: Tensor | None = None
+) -> Tensor:
+    """Mean squared velocity error over the tokens in ``loss_mask`` (known frames are left out),
+    each token counted ``weight`` times (``(N,)``; default once)."""
     error = (model_out.float() - target.float()).square().mean(dim=-1)
-    if loss_mask is None:
-        return error.mean()
-    return (error * loss_mask).sum() / loss_mask.sum().clamp(min=1)
+    counts = torch.ones_like(error) if weight is None else weight.to(error)
+    if loss_mask is not None:
+        counts = counts * loss_mask
+    return (error * counts).sum() / counts.sum().clamp(min=1e-12)
 
 
 def condition_mask(kind: str, frames: int, generator: torch.Generator | None = None, k: int | None = None) -> Tensor:

@@ -107,6 +107,20 @@ class PackedBatch:
             out.append(per_patch.repeat_interleave(h * w))
         return torch.cat(out).to(self.tokens.device)
 
+    def cells_to_tokens(self, cell_masks: Sequence[Tensor]) -> Tensor:
+        """Per-latent-cell bool masks (one ``(T, H, W)`` per sample) -> per-token ``(N,)``: a token is
+        marked if any cell of its patch is."""
+        pt, ph, pw = self.patch_size
+        out = []
+        for mask, (t, h, w) in zip(cell_masks, self.grids, strict=True):
+            if mask.shape != (t * pt, h * ph, w * pw):
+                raise InvalidInputError(
+                    f"A cell mask for a {t * pt}x{h * ph}x{w * pw} latent has shape {tuple(mask.shape)}."
+                )
+            per_patch = mask.to(torch.bool).reshape(t, pt, h, ph, w, pw).any(dim=5).any(dim=3).any(dim=1)
+            out.append(per_patch.reshape(-1))
+        return torch.cat(out).to(self.tokens.device)
+
     def unpack(self, tokens: Tensor | None = None) -> list[Tensor]:
         """Split ``tokens`` (default: this batch's own) back into one ``(C, T, H, W)`` latent per sample."""
         tokens = self.tokens if tokens is None else tokens

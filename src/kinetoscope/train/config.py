@@ -16,7 +16,7 @@ from kinetoscope.errors import ConfigError
 PARALLEL_MODES = ("none", "ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "constant")
-DATA_SOURCES = ("synthetic", "world", "manifest")
+DATA_SOURCES = ("synthetic", "world", "manifest", "latents")
 
 
 @dataclasses.dataclass
@@ -60,6 +60,8 @@ class DataConfig(Config):
     source: str = "synthetic"
     #: JSONL manifest (``source: manifest``).
     manifest: str | None = None
+    #: A latent dataset directory written by ``kinetoscope data encode`` (``source: latents``, transformer only).
+    latents: str | None = None
     world: WorldDataConfig = dataclasses.field(default_factory=WorldDataConfig)
     #: Loader worker processes per rank (0 loads in the training process).
     num_workers: int = 0

@@ -1,6 +1,7 @@
 """Train the diffusion transformer (and the built-in text encoder with it) on frozen-VAE latents.
 
-Per micro-batch: encode each native-size clip with the frozen VAE, pack the latents into one
+Per micro-batch: encode each native-size clip with the frozen VAE (or read its latent from a
+latent dataset, ``data.source: latents``, encoded once), pack the latents into one
 sequence (no padding), draw a time per sample (logit-normal, shifted by token count), a
 known-frame mask per sample (so one model learns every conditioning mode), drop captions for
 classifier-free guidance, and regress the rectified-flow velocity on the unknown tokens.
@@ -23,6 +24,7 @@ from torch import nn
 from kinetoscope.config import Config
 from kinetoscope.data.batching import latent_tokens
 from kinetoscope.data.datasets import VideoSample, WorldSource, collate_videos, group_by_shape
+from kinetoscope.data.latents import LatentSample, LatentSource, foreground_cells
 from kinetoscope.errors import CheckpointError, ConfigError
 from kinetoscope.files import atomic_write_json
 from kinetoscope.train.data import shape_rule, video_source
@@ -62,6 +64,10 @@ class DiTTaskConfig(Config):
     #: finite manifest the frozen VAE then encodes each clip once rather than once per epoch (on a
     #: CPU the encode costs more than the transformer's step). 0 turns the cache off.
     latent_cache: int = 0
+    #: Loss weight of the tokens over pixels unlike the clip's background, against 1 for the rest.
+    #: Small objects on a plain background are a few tokens of many: unweighted, the velocity loss
+    #: is mostly background, and objects are learned last.
+    foreground_weight: float = 1.0
 
 
 class DiTTask(Task):
@@ -77,6 +83,7 @@ class DiTTask(Task):
         self.hf_path: Path | None = None
         self.tokenizer = None
         self._latent_cache: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self._latent_source: LatentSource | None = None
 
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -90,6 +97,8 @@ class DiTTask(Task):
                 "The dit task needs a trained VAE: set task.vae=DIR (a saved CausalVAE) or task.init_from."
             )
         self.vae = CausalVAE.from_pretrained(vae_dir, device=self.info.device).requires_grad_(False)
+        if self.train.data.source == "latents":
+            self._check_latent_vae(Path(vae_dir))
         if o.lora.rank > 0 and not o.init_from:
             raise ConfigError("LoRA (task.lora.rank > 0) fine-tunes a trained model: set task.init_from=MODEL_DIR.")
         if self.options.model.get("patch_size", (1,))[0] != 1:
@@ -107,6 +116,17 @@ class DiTTask(Task):
         else:
             self.tokenizer = self._train_tokenizer()
 
+    def _check_latent_vae(self, vae_dir: Path) -> None:
+        from kinetoscope.data.latents import vae_digest
+
+        source, _ = self.data()
+        made_by = source.dataset.vae.get("digest")
+        if made_by != vae_digest(vae_dir):
+            raise ConfigError(
+                f"The latent dataset {self.train.data.latents} was encoded by another VAE than {vae_dir} "
+                f"(digest {made_by}); set task.vae to the VAE that encoded it, or encode the data again."
+            )
+
     def _train_tokenizer(self):
         """Train the caption tokenizer once (rank 0), save it in the run directory, load it everywhere."""
         from kinetoscope.text import CaptionTokenizer, TextEncoderConfig
@@ -121,7 +141,7 @@ class DiTTask(Task):
     def _captions(self) -> list[str]:
         source, _ = self.data()
         n = self.options.tokenizer_captions
-        if isinstance(source, WorldSource):
+        if isinstance(source, (WorldSource, LatentSource)):
             return source.captions(n)
         return [e.caption for e in source.entries[:n]]
 
@@ -174,6 +194,12 @@ class DiTTask(Task):
 
     def data(self):
         patch = self._patch()
+        if self.train.data.source == "latents":
+            if not self.train.data.latents:
+                raise ConfigError("data.source is latents but data.latents names no directory; set data.latents=DIR.")
+            if self._latent_source is None:  # read the index once
+                self._latent_source = LatentSource(self.train.data.latents, self.train.seed, patch)
+            return self._latent_source, collate_videos
         sc, tc = self.vae.spatial_compression, self.vae.temporal_compression
         shape = shape_rule(self.train, sc * max(patch[1], patch[2]), tc)
         cost = functools.partial(latent_tokens, spatial=sc, temporal=tc, patch=patch)
@@ -194,6 +220,19 @@ class DiTTask(Task):
                 if len(self._latent_cache) < self.options.latent_cache:
                     self._latent_cache[key] = zi
         return [found[key] for key in keys]
+
+    def _latents_and_foreground(
+        self, batch: list[VideoSample | LatentSample], device: torch.device
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Each sample's latent, and (when foreground tokens are weighted) its foreground cells."""
+        weighted = self.options.foreground_weight != 1.0
+        if all(isinstance(s, LatentSample) for s in batch):
+            return [s.latent.to(device) for s in batch], ([s.foreground for s in batch] if weighted else None)
+        latents = self._latents(batch, device)
+        if not weighted:
+            return latents, None
+        sc, tc = self.vae.spatial_compression, self.vae.temporal_compression
+        return latents, [foreground_cells(s.pixels, sc, tc) for s in batch]
 
     def _text(self, models: dict[str, nn.Module], prompts: list[str], device: torch.device):
         if self.hf_text is not None:
@@ -219,7 +258,8 @@ class DiTTask(Task):
         )
 
         g, device = ctx.generator, ctx.device
-        packed = pack(self._latents(batch, device), self._patch())
+        latents, foreground = self._latents_and_foreground(batch, device)
+        packed = pack(latents, self._patch())
         n = len(batch)
         shifts = torch.tensor([shift_for_tokens(s, self.flow) for s in packed.seq_lens])
         t_sample = shift(sample_time(n, g, self.flow.logit_mean, self.flow.logit_std), shifts)
@@ -230,7 +270,10 @@ class DiTTask(Task):
         prompts = drop_text([s.caption for s in batch], self.flow.text_dropout, g)
         text, text_mask = self._text(models, prompts, device)
         velocity = models["dit"](packed.with_tokens(x_t), t, text, text_mask)
-        loss = flow_loss(velocity, target, loss_mask=~known)
+        weight = None
+        if foreground is not None:
+            weight = 1.0 + (self.options.foreground_weight - 1.0) * packed.cells_to_tokens(foreground).float()
+        loss = flow_loss(velocity, target, loss_mask=~known, weight=weight)
         metrics = {"known_frac": float(known.float().mean()), "tokens_per_batch": float(len(t))}
         return LossOutput({"main": loss}, metrics, tokens=len(t))
 
