@@ -313,3 +313,27 @@ def test_cli_eval_world_runs_a_suite_through_a_model_pipeline(cli, tiny_model_di
     assert clip["metrics"]["conditioning"]["value"] > 30  # the 3 given frames come back (watermarked)
     assert clip["metrics"]["velocity"]["name"] == "velocity"
     assert (out / "pictures" / "uniform_0_frames.png").is_file() and "uniform" in stdout
+
+
+def test_objects_suite_scores_colour_shape_and_motion_of_short_prompts():
+    import numpy as np
+
+    from kinetoscope.eval import run_suite, world_oracle
+
+    truth = run_suite("objects", world_oracle(), n=16, frames=21)
+    assert truth.claim_rates() == {"colour": 1.0, "shape": 1.0, "motion": 1.0}
+    assert all(len(c.prompt.split()) == 5 and " moves " in c.prompt for c in truth.clips)  # "a red star moves up"
+
+    oracle = world_oracle()
+
+    def mirrored(request):  # the right object, moving the mirrored way (left for right)
+        assert request.expand and not len(request.given)
+        return np.ascontiguousarray(oracle(request)[:, :, ::-1])
+
+    rates = run_suite("objects", mirrored, n=16, frames=21).claim_rates()
+    assert rates["colour"] == 1.0 and rates["shape"] >= 0.75 and rates["motion"] <= 0.5
+
+    def blank(request):
+        return np.full((request.frames, request.height, request.width, 3), 255, dtype=np.uint8)
+
+    assert run_suite("objects", blank, n=4, frames=21).claim_rates() == {"colour": 0.0, "shape": 0.0, "motion": 0.0}

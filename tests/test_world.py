@@ -392,3 +392,26 @@ def test_world_scenarios_cli_lists_every_scenario(cli):
     listed = [line.split()[0] for line in out.splitlines()]
     assert listed == list(SCENARIOS)
     assert all(len(line.split(maxsplit=1)) == 2 for line in out.splitlines())
+
+
+def test_solo_keeps_one_object_in_view_moving_as_its_caption_says():
+    import math
+
+    from kinetoscope.world import sample_clip
+    from kinetoscope.world.vocabulary import DIRECTIONS
+
+    headings = set()
+    for seed in range(40):
+        clip = sample_clip("solo", seed=seed, width=128, height=96, frames=21, fps=10.0)
+        (obj,) = clip.state["objects"]
+        positions = obj["position"]
+        assert len(positions) == 21
+        view_width = 10.0 * 128 / 96
+        for x, y in positions:  # wholly in view in every frame
+            assert obj["radius"] - 1e-6 <= x <= view_width - obj["radius"] + 1e-6
+            assert obj["radius"] - 1e-6 <= y <= 10.0 - obj["radius"] + 1e-6
+        dx, dy = positions[-1][0] - positions[0][0], positions[-1][1] - positions[0][1]
+        word = DIRECTIONS[round(math.degrees(math.atan2(dy, dx)) / 45.0) % 8]
+        assert f" moves {word} " in clip.caption
+        headings.add(word)
+    assert headings == set(DIRECTIONS)

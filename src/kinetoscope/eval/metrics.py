@@ -165,7 +165,7 @@ def prompt_adherence(
     detections = detect_video(frames) if detections is None else detections
     tracks = _colour_tracks(detections, height=frames.shape[1], fps=fps)
     checks = _check_claims(claims, tracks, len(frames), fps)
-    passed = sum(ok for _, ok, _ in checks)
+    passed = sum(ok for _, _, ok, _ in checks)
     return _result(
         "adherence",
         passed / len(checks),
@@ -173,7 +173,7 @@ def prompt_adherence(
         len(checks),
         f"{len(checks)} claims of the prompt",
         higher_is_better=True,
-        claims=[{"claim": claim, "passed": ok, "seen": seen} for claim, ok, seen in checks],
+        claims=[{"kind": kind, "claim": claim, "passed": ok, "seen": seen} for kind, claim, ok, seen in checks],
     )
 
 
@@ -242,25 +242,31 @@ def _impulses(times: np.ndarray, positions: np.ndarray, frame_time: float) -> li
     return impulses
 
 
-def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float) -> list[tuple[str, bool, Any]]:
+#: What each adherence claim is about (``kind`` in the claims of a result).
+CLAIM_KINDS = ("colour", "shape", "motion", "count", "event")
+
+
+def _check_claims(
+    claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float
+) -> list[tuple[str, str, bool, Any]]:
     present = {c: t for c, t in tracks.items() if t.seen >= min(MIN_FRAMES_PRESENT, frames)}
     moving = frames >= 3  # an image, or two frames, shows no motion to check
     # A direction is that of the first frame: not to be seen when the prompt has the object bounce by frame 2.
     hit_early = {key for e in claims.events if e.frames and min(e.frames) <= 2 for key in e.objects}
-    checks: list[tuple[str, bool, Any]] = []
+    checks: list[tuple[str, str, bool, Any]] = []
     for obj in claims.objects:
         name = f"{obj.color} {obj.shape}"
         track = present.get(obj.color)
-        checks.append((f"a {obj.color} object is in the video", track is not None, f"in {tracks[obj.color].seen if obj.color in tracks else 0} frames"))
+        checks.append(("colour", f"a {obj.color} object is in the video", track is not None, f"in {tracks[obj.color].seen if obj.color in tracks else 0} frames"))
         if track is None:
             continue
-        checks.append((f"the {obj.color} object is a {obj.shape}", track.shape == obj.shape, track.shape))
+        checks.append(("shape", f"the {obj.color} object is a {obj.shape}", track.shape == obj.shape, track.shape))
         early = obj.motion in ("moves", "thrown") and (obj.color, obj.shape) in hit_early
         if obj.motion is not None and moving and not claims.camera_moves and not early:
             ok, seen = _check_motion(obj, track)
-            checks.append((f"the {name} {_motion_words(obj)}", ok, seen))
+            checks.append(("motion", f"the {name} {_motion_words(obj)}", ok, seen))
     if claims.count is not None:
-        checks.append((f"{claims.count} objects", len(present) == claims.count, sorted(present)))
+        checks.append(("count", f"{claims.count} objects", len(present) == claims.count, sorted(present)))
     for event in claims.events:
         # An event in the first or last two frames has no before or after to see it by.
         if not moving or (event.frames and all(f < 2 or f > frames - 2 for f in event.frames)):
@@ -270,10 +276,10 @@ def _check_claims(claims: PromptClaims, tracks: dict[str, _Track], frames: int, 
         if event.kind == "bounce":
             times = _bounces(present.get(colors[0]), event.wall)
             where = f" off {WALL_WORDS[event.wall]}" if event.wall else ""
-            checks.append((f"the {names} bounces{where}", bool(times), times))
+            checks.append(("event", f"the {names} bounces{where}", bool(times), times))
         else:
             times = _collisions(present.get(colors[0]), present.get(colors[1]), 1 / fps)
-            checks.append((f"the {names} collide", bool(times), times))
+            checks.append(("event", f"the {names} collide", bool(times), times))
     return checks
 
 

@@ -34,6 +34,7 @@ class Suite:
     given: int = 3  # first frames handed to the generator
     loop: bool = False  # the generator is asked for a loop
     after: str | None = None  # velocity: only intervals after the first event of this type
+    short_prompt: bool = False  # prompt with the clip's short caption, as a user types it, expanded by the generator
 
 
 def _physics(name: str, text: str, after: str | None = None) -> Suite:
@@ -55,6 +56,14 @@ SUITES: dict[str, Suite] = {
             ("uniform", "collision", "parabola", "crossing", "static", "bounce"),
             ("adherence",),
             given=0,
+        ),
+        Suite(
+            "objects",
+            "single-object prompts (a {colour} {shape} moves {direction}): every colour, shape and direction",
+            ("solo",),
+            ("adherence",),
+            given=0,
+            short_prompt=True,
         ),
         Suite("permanence", "objects come back from behind an occluder where physics puts them", ("occlusion",), ("permanence", "conditioning")),
         Suite("pan", "the scene looks the same when the panning camera comes back", ("pan",), ("consistency", "conditioning")),
@@ -82,6 +91,7 @@ class GenerationRequest:
     seed: int
     loop: bool
     scenario: str  # the world scenario behind the prompt: only the oracle may use it
+    expand: bool = False  # the prompt is short: expand it into a detailed caption first
 
 
 Generator = Callable[[GenerationRequest], np.ndarray]
@@ -105,8 +115,8 @@ def pipeline_generator(model: str | Path, *, device: str = "cpu") -> Generator:
 
     Each request becomes one call ``pipe(prompt, num_frames=, width=, height=, fps=, seed=,
     video=given, loop=)``: the pipeline continues the given frames (or makes a loop starting with
-    them) and returns ``num_frames`` frames in all. The prompt is used as written (no expansion):
-    the world's captions are already what the model was trained on.
+    them) and returns ``num_frames`` frames in all. The prompt is used as written (the world's
+    captions are already what the model was trained on) unless the request asks for expansion.
     """
     try:
         from kinetoscope.pipeline import Pipeline
@@ -129,7 +139,7 @@ def pipeline_generator(model: str | Path, *, device: str = "cpu") -> Generator:
             seed=request.seed,
             video=request.given if len(request.given) else None,
             loop=request.loop,
-            expand=False,
+            expand=request.expand,
         )
         return result.frames
 
@@ -188,9 +198,19 @@ class SuiteResult:
             }
         return out
 
+    def claim_rates(self) -> dict[str, float]:
+        """Share of the prompts' objects whose colour, shape and motion the videos show. Each object
+        has one colour claim; an object not found fails its shape and motion as well."""
+        claims = [c for clip in self.clips if "adherence" in clip.metrics for c in clip.metrics["adherence"].details.get("claims", [])]
+        objects = sum(c["kind"] == "colour" for c in claims)
+        if not objects:
+            return {}
+        return {kind: sum(c["kind"] == kind and c["passed"] for c in claims) / objects for kind in ("colour", "shape", "motion")}
+
     def to_dict(self) -> dict[str, Any]:
         suite = dataclasses.asdict(self.suite)
-        return {**suite, "summary": m.json_ready(self.summary()), "clips": [c.to_dict() for c in self.clips]}
+        out = {**suite, "summary": m.json_ready(self.summary()), "clips": [c.to_dict() for c in self.clips]}
+        return out | ({"claim_rates": rates} if (rates := self.claim_rates()) else {})
 
 
 def score_clip(
@@ -262,17 +282,19 @@ def run_suite(
         for index in range(n):
             scenario, clip_seed_i = suite.scenarios[index % len(suite.scenarios)], clip_seed(seed, index)
             clip = sample_clip(scenario, seed=clip_seed_i, width=width, height=height, frames=frames, fps=fps)
+            prompt = clip.short_caption if suite.short_prompt else clip.caption
             request = GenerationRequest(
-                clip.caption, clip.frames[: suite.given], frames, width, height, fps, clip_seed_i, suite.loop, scenario
+                prompt, clip.frames[: suite.given], frames, width, height, fps, clip_seed_i, suite.loop, scenario,
+                expand=suite.short_prompt,
             )
             output = _checked(generator(request), request)
             results, detections = score_clip(
-                output, metrics=suite.metrics, prompt=clip.caption, state=clip.state, given=request.given, after=suite.after
+                output, metrics=suite.metrics, prompt=prompt, state=clip.state, given=request.given, after=suite.after
             )
             kept = index < keep
             clips.append(
                 ClipScore(
-                    f"{name}/{index}", clip.state["scenario"], clip.caption, results,
+                    f"{name}/{index}", clip.state["scenario"], prompt, results,
                     output if kept else None, clip.state, detections if kept else None,
                 )
             )

@@ -182,6 +182,30 @@ def _fallback_body(rng: np.random.Generator, spec: ClipSpec, floor: float) -> tu
     return (Body(_shape(rng), _colors(rng, 1)[0], _fitting(0.4, spec), position),)
 
 
+def _solo(rng: np.random.Generator, spec: ClipSpec) -> Scene:
+    """One shape moving in a straight line in one of the eight caption directions, in view throughout:
+    the scene behind the prompts users type first ("a red star moves up-left")."""
+    background = _background(rng, ("plain", "gradient"))
+    radius = float(rng.uniform(0.8, 1.5))
+    # Within 10 degrees of a direction word's centre, so the caption's heading is never a near miss.
+    angle = math.radians(45.0 * int(rng.integers(8)) + float(rng.uniform(-10.0, 10.0)))
+    room_x, room_y = spec.view_width - 2 * radius, VIEW_HEIGHT - 2 * radius
+    duration = max(spec.duration, 1e-6)
+    # The fastest speed whose whole path fits in the view along each axis the object moves on.
+    fits = min(
+        room_x / max(abs(math.cos(angle)) * duration, 1e-6), room_y / max(abs(math.sin(angle)) * duration, 1e-6)
+    )
+    speed = min(float(rng.uniform(1.5, 4.0)), 0.9 * fits)
+    vx, vy = speed * math.cos(angle), speed * math.sin(angle)
+    # The path's midpoint anywhere that keeps both of its ends in view.
+    half_x, half_y = abs(vx) * duration / 2, abs(vy) * duration / 2
+    mid_x = _between(rng, radius + half_x, spec.view_width - radius - half_x)
+    mid_y = _between(rng, radius + half_y, VIEW_HEIGHT - radius - half_y)
+    start = (mid_x - vx * duration / 2, mid_y - vy * duration / 2)
+    body = Body(_shape(rng), _colors(rng, 1)[0], radius, start, (vx, vy))
+    return Scene(bodies=(body,), background=background)
+
+
 def _bounce(rng: np.random.Generator, spec: ClipSpec) -> Scene:
     background = _background(rng)
     floor = _floor_y(background)
@@ -325,6 +349,7 @@ def _action_sequence(
 
 _VARIETY = {
     "static": ("still shapes on a random background", _static),
+    "solo": ("one shape moving in a straight line in any of eight directions, in view throughout", _solo),
     "bounce": ("shapes under gravity bouncing off the floor and walls, colliding elastically", _bounce),
     "billiards": ("shapes without gravity in a walled box, colliding elastically", _billiards),
     "crossing": ("shapes enter the frame on one side and leave on the other", _crossing),
