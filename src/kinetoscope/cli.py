@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import typer
 
+from kinetoscope.bundled import CAPTIONER, WORLD, bundled_model
 from kinetoscope.errors import KinetoscopeError
 
 app = typer.Typer(
@@ -138,6 +139,61 @@ def world_scenarios() -> None:
         typer.echo(f"{scenario.name:<{width}}  {scenario.description}")
 
 
+# ---------------------------------------------------------------- data (kinetoscope.data)
+data_app = typer.Typer(help="Datasets: encode clips to latents once, for training the transformer.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("encode")
+def data_encode(
+    source: str = typer.Argument(..., help="A JSONL manifest, or `world` to render clips of the procedural world."),
+    vae: Path = typer.Option(..., "--vae", help="The frozen VAE: a VAE directory, or a model directory with vae/ inside."),
+    out: Path = typer.Option(..., "--out", "-o", help="The latent dataset directory to write (must not hold one)."),
+    n: int = typer.Option(1000, "--n", min=1, help="world: how many clips."),
+    scenarios: str = typer.Option("mixed", help="world: comma-separated scenario names, each clip picks one."),
+    sizes: str = typer.Option("128x128", help="world: comma-separated WIDTHxHEIGHT sizes, each clip picks one."),
+    frames: str = typer.Option("17", help="world: comma-separated frame counts (1 + 4k), each clip picks one."),
+    fps: float = typer.Option(10.0, help="world: frames per second."),
+    seed: int = typer.Option(0, help="world: same seed, same clips."),
+    max_frames: int = typer.Option(33, min=1, help="manifest: longest clip kept, in frames (cut, never resampled)."),
+    max_side: int = typer.Option(256, min=8, help="manifest: longer sides are scaled down to this."),
+    batch_size: int = typer.Option(16, min=1, help="Clips of one shape encoded together."),
+    device: str = typer.Option("cpu", help="torch device (cpu, cuda, ...)."),
+) -> None:
+    """Encode clips once with a frozen VAE into a latent dataset (safetensors shards: latents, captions, ground truth)."""
+    from kinetoscope.data.datasets import ShapeRule
+    from kinetoscope.errors import InvalidInputError
+    from kinetoscope.data.latents import manifest_items, world_items, write_latent_dataset
+    from kinetoscope.vae.evaluate import load_vae
+    from kinetoscope.world import SCENARIOS
+    from kinetoscope.world.dataset import parse_size
+
+    model = load_vae(vae)  # refuse a missing VAE before anything is rendered or read
+    skipped: list[tuple[str, str]] = []
+    if source == "world":
+        names = tuple(name.strip() for name in scenarios.split(","))
+        unknown = [name for name in names if name not in SCENARIOS]
+        if unknown:
+            raise InvalidInputError(f"Unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}.", param="scenarios")
+        shapes = tuple(parse_size(size) for size in sizes.split(","))
+        if not all(count.strip().isdigit() for count in frames.split(",")):
+            raise InvalidInputError(f"--frames takes comma-separated whole numbers, got {frames!r}.", param="frames")
+        counts = tuple(int(count) for count in frames.split(","))
+        for width, height in shapes:
+            model.check_size(height, width)
+        for count in counts:
+            model.check_frames(count)
+        items, total = world_items(n, seed=seed, scenarios=names, sizes=shapes, frames=counts, fps=fps), n
+    else:
+        shape = ShapeRule(model.spatial_compression, model.temporal_compression, max_frames, max_side)
+        items, total = manifest_items(source, shape, skipped=skipped), None
+    del model
+    index = write_latent_dataset(items, vae, out, total=total, batch_size=batch_size, device=device)
+    for what, why in skipped:
+        typer.echo(f"skipped {what}: {why}", err=True)
+    typer.echo(f"wrote {index}")
+
+
 # ---------------------------------------------------------------- train (kinetoscope.train)
 train_app = typer.Typer(
     help="Train the models with one loop: config files, torchrun (DDP/FSDP2), checkpoints and exact resume.",
@@ -201,6 +257,10 @@ def _print_summary(results: list, report: Path) -> None:
             mean = "-" if row["mean"] is None else f"{row['mean']:.4g} {row['unit']}"
             rate = "-" if row["pass_rate"] is None else f"{100 * row['pass_rate']:.0f}% pass"
             typer.echo(f"{result.suite.name:<14} {metric:<13} {mean:<28} {rate:<10} ({row['clips']} of {row['of']} clips)")
+        rates = result.claim_rates()
+        if rates:
+            shares = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in rates.items())
+            typer.echo(f"{result.suite.name:<14} objects shown: {shares}")
     typer.echo(f"wrote {report} and {report.parent / 'results.json'}")
 
 
@@ -221,8 +281,10 @@ def eval_videos(
 
 @eval_app.command("world")
 def eval_world(
-    model: Path = typer.Option(..., help="Model directory with a generation pipeline."),
-    suite: str = typer.Option(..., help="uniform, collision, parabola (each also -ood), adherence, permanence, pan, flicker or loop."),
+    model: Optional[Path] = typer.Option(None, help="Model directory with a generation pipeline. Default: the bundled model."),
+    suite: str = typer.Option(
+        ..., help="uniform, collision, parabola (each also -ood), adherence, objects, permanence, pan, flicker or loop."
+    ),
     n: int = typer.Option(10, "--n", min=1, help="How many clips."),
     size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the clips."),
     frames: int = typer.Option(32, min=2, help="Frames per clip."),
@@ -238,6 +300,7 @@ def eval_world(
 
     get_suite(suite)
     width, height = parse_size(size)
+    model = model or bundled_model(WORLD)
     generator = pipeline_generator(model, device=device)
     result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps)
     report = write_report(out, [result], title=f"{model} on the {suite} suite", command=" ".join(["kinetoscope", *sys.argv[1:]]))
@@ -249,7 +312,7 @@ vae_app = typer.Typer(help="The causal 3D VAE: compress videos to latents and ba
 app.add_typer(vae_app, name="vae")
 
 _VAE_MODEL_OPTION = typer.Option(
-    Path("models/world"), "--model", help="A VAE directory, or a model directory with vae/ inside."
+    None, "--model", help="A VAE directory, or a model directory with vae/ inside. Default: the bundled model."
 )
 
 
@@ -257,7 +320,7 @@ _VAE_MODEL_OPTION = typer.Option(
 def vae_reconstruct(
     source: Path = typer.Argument(..., metavar="IN", help="A video, image or folder of frames."),
     out: Path = typer.Option(..., "-o", "--out", help="The reconstruction: .mp4, .gif, .webp, an image or a folder."),
-    model: Path = _VAE_MODEL_OPTION,
+    model: Optional[Path] = _VAE_MODEL_OPTION,
     fit: bool = typer.Option(
         False, "--fit", help="Drop trailing frames to 1 + 4k and centre-crop to multiples of 8 instead of refusing."
     ),
@@ -268,7 +331,7 @@ def vae_reconstruct(
     from kinetoscope.io import read_video, write_image, write_video
     from kinetoscope.vae.evaluate import fit_frames, load_vae, reconstruct
 
-    vae = load_vae(model, device=device)
+    vae = load_vae(model or bundled_model(WORLD), device=device)
     video = read_video(source)
     frames = fit_frames(video.frames, vae) if fit else video.frames
     vae.latent_shape(*frames.shape[:3])  # refuse shapes the VAE cannot take before any work
@@ -284,7 +347,7 @@ def vae_reconstruct(
 @eval_app.command("vae")
 def eval_vae(
     manifest: Path = typer.Option(..., help="JSONL manifest of the videos and images to reconstruct."),
-    model: Path = _VAE_MODEL_OPTION,
+    model: Optional[Path] = _VAE_MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N entries."),
     device: str = typer.Option("cpu", help="torch device (cpu, cuda, ...)."),
 ) -> None:
@@ -298,7 +361,7 @@ def eval_vae(
     entries = read_manifest(manifest)[:limit]
     if not entries:
         raise InvalidInputError(f"Manifest {manifest} has no entries to score.", param="manifest")
-    vae = load_vae(model, device=device)
+    vae = load_vae(model or bundled_model(WORLD), device=device)
     totals = {"psnr": 0.0, "ssim": 0.0}
     with ProgressBar(len(entries), "reconstructing", unit="clip") as bar:
         for entry in entries:
@@ -313,7 +376,9 @@ def eval_vae(
 # ---------------------------------------------------------------- serve (kinetoscope.serve)
 @app.command()
 def serve(
-    model: Path = typer.Option(..., help="Model directory (model_index.json, vae/, dit/, text/)."),
+    model: Optional[Path] = typer.Option(
+        None, help="Model directory (model_index.json, vae/, dit/, text/). Default: the bundled model."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
     data: Path = typer.Option(Path("kinetoscope-data"), help="Folder for the job database, uploads and videos."),
@@ -338,7 +403,7 @@ def serve(
     from kinetoscope.serve import Settings, create_app
 
     signing = SigningKey.from_env()  # checked before the model loads
-    pipe = Pipeline.from_pretrained(model, device=device)
+    pipe = Pipeline.from_pretrained(model or bundled_model(WORLD), device=device)
     settings = Settings(
         data_dir=data,
         database=database,
@@ -477,7 +542,9 @@ def caption(
     source: Path = typer.Argument(..., metavar="DIR_OR_MANIFEST", help="A folder of videos and images, or a JSONL manifest."),
     out: Path = typer.Option(..., "--out", help="The manifest to write (JSONL), with the new captions."),
     backend: str = _BACKEND_OPTION,
-    captioner: Path = typer.Option(Path("models/captioner-world"), help="builtin backend: a trained captioner directory."),
+    captioner: Optional[Path] = typer.Option(
+        None, help="builtin backend: a trained captioner directory. Default: the bundled captioner."
+    ),
     base_url: Optional[str] = _BASE_URL_OPTION,
     model: Optional[str] = typer.Option(None, "--model", help="openai backend: the model name."),
     api_key_env: str = _API_KEY_ENV_OPTION,
@@ -490,7 +557,7 @@ def caption(
 
     entries = collect_entries(source)
     remote = _openai_backend(backend, base_url, model, api_key_env, timeout, frames)
-    caption_batch, max_frames, name = openai_captioner(remote) if remote is not None else builtin_captioner(captioner)
+    caption_batch, max_frames, name = openai_captioner(remote) if remote is not None else builtin_captioner(captioner or bundled_model(CAPTIONER))
     result = recaption(entries, out, caption_batch, caption_source=name, max_frames=max_frames, batch_size=batch_size)
     for path, reason in result.skipped:
         typer.echo(f"skipped {path}: {reason}", err=True)
@@ -531,7 +598,7 @@ def expand(
 
 # ---------------------------------------------------------------- generation (kinetoscope.pipeline)
 _MODEL_OPTION = typer.Option(
-    None, "--model", help="Model directory (model_index.json, vae/, dit/, text/). Default: models/world."
+    None, "--model", help="Model directory (model_index.json, vae/, dit/, text/). Default: the bundled model."
 )
 _OUT_OPTION = typer.Option(
     None, "--out", "-o", help="Output: .mp4, .gif, .webp, a folder, or .png for one frame. Default: from the prompt."
@@ -612,16 +679,7 @@ def _generate(sampling: _Sampling, name: str, suffix: str, mode: str, *args, **o
     from kinetoscope.progress import ProgressBar
 
     model, out = sampling.model, sampling.out
-    if model is None:
-        model = Path("models/world")
-        if not model.is_dir():
-            raise CheckpointError(
-                "No --model given and models/world does not exist; pass --model DIR, or train one with "
-                "`kinetoscope train vae --config configs/vae-tiny.yaml` then `kinetoscope train dit --config "
-                "configs/dit-tiny.yaml` (it writes runs/dit-tiny/final).",
-                param="model",
-            )
-    pipe = Pipeline.from_pretrained(model, device=sampling.device)
+    pipe = Pipeline.from_pretrained(model or bundled_model(WORLD), device=sampling.device)
     with contextlib.ExitStack() as stack:
         bar = None
 
