@@ -15,11 +15,11 @@ install-test:
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[test]"
 
-# The main job. Until the bundled model exists this renders the procedural world
-# (clips + JSONL manifest with ground truth) instead of generating from a prompt.
+# The main job: a prompt becomes a 2 s 128x128 video with the bundled model (models/world), on the CPU.
 demo: install
-	kinetoscope world sample --scenario collision --n 4 --size 256x144 --frames 33 --fps 10 --seed 0 --out demo/world
-	@echo "Wrote demo/world/manifest.jsonl and its clips."
+	mkdir -p demo
+	kinetoscope generate "a red ball moves right" --out demo/red-ball.mp4
+	kinetoscope generate "a blue star moves up" --out demo/blue-star.mp4
 
 test: install-test
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile

@@ -1,67 +1,72 @@
 #!/usr/bin/env bash
-# Retrain the bundled model (models/world) from nothing on one GPU within a time budget, then
-# bundle, evaluate and document it (models/world/MODEL.md).
+# Train the bundled model (models/world) on two CPU cores, in legs, and bundle it with its model card.
 #
-#   scripts/train_world_model.sh            # every stage: vae, dit, captioner, bundle
-#   scripts/train_world_model.sh dit        # one stage; run it again to resume it for another budget
-#   scripts/train_world_model.sh vae dit bundle   # keep the committed captioner (models/captioner-world)
+#   scripts/train_world_model.sh                 # every stage: vae, latents, dit, bundle
+#   scripts/train_world_model.sh dit bundle      # one more leg of the transformer, then bundle it
 #
-# models/captioner-world was trained 20,000 steps (about 2.5 hours on one CPU thread; figures in
-# benchmarks/RESULTS.md "captioner"); a few minutes of the captioner stage train a weaker one.
-# The bundle takes $CAPTIONER if set, else this run's captioner if it has one, else that one.
-#
-# Budgets in minutes per invocation (the trainer stops at the end of the step that spends it,
-# checkpoints and exports; the same command resumes): VAE_MINUTES=7 DIT_MINUTES=14
-# CAPTIONER_MINUTES=3. Bundle settings: N=10 clips per suite, DEVICE=cuda (evaluation; the timed
-# main command always runs on the CPU), OUT=models/world, NOTE="how it was trained".
-# SMOKE=1 runs the same stages on the CPU with the tiny configs and seconds-long budgets into
-# runs/smoke/ (a check of the script itself, about two minutes on 2 cores).
+# Stages (each resumes where its run directory stopped; run a stage again for another budget):
+#   vae      the `cpu` VAE (configs/vae-cpu.yaml) for VAE_MINUTES (default 25)
+#   latents  N clips of the world (default 8000) encoded once by that VAE (runs/latents-world), or
+#            by models/world's VAE when no VAE run is left
+#   dit      the transformer and text encoder (configs/dit-cpu.yaml) for DIT_MINUTES (default 60);
+#            with no run directory it starts from the committed models/world when that was trained
+#            on the same latents' VAE, so every leg carries the last one forward
+#   bundle   fp16 copy into OUT (default models/world), evaluated, timed, with MODEL.md; the
+#            committed captioner (models/captioner-world) ships with it
+# SMOKE=1 runs the same stages with the tiny configs and seconds-long budgets into runs/smoke/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"   # works from a checkout without an install
 KINETOSCOPE=(python -m kinetoscope.cli)
 STAGES=("${@:-all}")
-[[ "${STAGES[0]}" == all ]] && STAGES=(vae dit captioner bundle)
+[[ "${STAGES[0]}" == all ]] && STAGES=(vae latents dit bundle)
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
   RUNS=runs/smoke
-  VAE_CONFIG=configs/vae-tiny.yaml; DIT_CONFIG=configs/dit-tiny.yaml; CAPTIONER_CONFIG=configs/captioner-tiny.yaml
-  VAE_MINUTES=${VAE_MINUTES:-0.15}; DIT_MINUTES=${DIT_MINUTES:-0.15}; CAPTIONER_MINUTES=${CAPTIONER_MINUTES:-0.1}
-  EXTRA=(--set sample_every=0)
-  BUNDLE_OPTIONS=(--n "${N:-1}" --size 32x32 --frames 9 --timing-size 32x32 --timing-seconds 1 --device cpu)
+  VAE_CONFIG=configs/vae-tiny.yaml; DIT_CONFIG=configs/dit-tiny.yaml
+  VAE_MINUTES=${VAE_MINUTES:-0.15}; DIT_MINUTES=${DIT_MINUTES:-0.15}; N=${N:-16}
+  WORLD=(--scenarios solo,uniform --sizes 32x32 --frames 1,9)
+  DIT_EXTRA=(--set task.preset=tiny --set task.text_preset=tiny --set task.model={} --set task.text={} --set data.token_budget=96)
+  BUNDLE_OPTIONS=(--n 1 --size 32x32 --frames 9 --timing-size 32x32 --timing-seconds 1 --device cpu)
   OUT=${OUT:-$RUNS/world}
   NOTE=${NOTE:-"A smoke test of scripts/train_world_model.sh: tiny configs trained for seconds on a CPU."}
 else
   RUNS=runs
-  VAE_CONFIG=configs/vae-world.yaml; DIT_CONFIG=configs/dit-world.yaml; CAPTIONER_CONFIG=configs/captioner-world.yaml
-  VAE_MINUTES=${VAE_MINUTES:-7}; DIT_MINUTES=${DIT_MINUTES:-14}; CAPTIONER_MINUTES=${CAPTIONER_MINUTES:-3}
-  EXTRA=()
-  BUNDLE_OPTIONS=(--n "${N:-10}" --size 128x128 --frames 32 --device "${DEVICE:-cuda}")
+  VAE_CONFIG=configs/vae-cpu.yaml; DIT_CONFIG=configs/dit-cpu.yaml
+  VAE_MINUTES=${VAE_MINUTES:-25}; DIT_MINUTES=${DIT_MINUTES:-60}; N=${N:-8000}
+  WORLD=(--scenarios solo,solo,solo,uniform,crossing,bounce,collision,parabola,static,billiards
+         --sizes 128x128,128x96,96x128 --frames 1,9,17,21)
+  DIT_EXTRA=()
+  BUNDLE_OPTIONS=(--n "${EVAL_N:-10}" --size 128x128 --frames 21 --device cpu)
   OUT=${OUT:-models/world}
-  NOTE=${NOTE:-"Trained from nothing on one GPU by scripts/train_world_model.sh within a time budget (VAE ${VAE_MINUTES} min, DiT ${DIT_MINUTES} min, captioner ${CAPTIONER_MINUTES} min per invocation): far fewer steps than the paper's DiT-S, so expect its physics to be rough."}
+  NOTE=${NOTE:-"Trained on two CPU cores by scripts/train_world_model.sh (VAE ${VAE_MINUTES} min, DiT ${DIT_MINUTES} min per leg)."}
 fi
-# Budgeted runs hold the learning rate after warm-up: a cosine schedule follows `steps`, and a
-# run the clock ends early would stop in the middle of its decay.
-CONSTANT=(--set schedule.kind=constant)
+
+# The VAE this run trained; without one, the committed model's (a later leg that kept no run directory).
+vae_dir() { [[ -d $RUNS/vae-world/final ]] && echo $RUNS/vae-world/final || echo "$OUT/vae"; }
 
 for stage in "${STAGES[@]}"; do
   echo "== $stage ($(date +%H:%M:%S))"
   case "$stage" in
     vae)
       "${KINETOSCOPE[@]}" train vae --config "$VAE_CONFIG" --set run_dir=$RUNS/vae-world \
-        --set time_limit_minutes="$VAE_MINUTES" "${CONSTANT[@]}" "${EXTRA[@]}" ;;
+        --set time_limit_minutes="$VAE_MINUTES" ;;
+    latents)
+      [[ -f $RUNS/latents-world/index.json ]] && { echo "$RUNS/latents-world exists; kept"; continue; }
+      rm -rf $RUNS/latents-world   # an unfinished one (no index.json) is encoded again
+      "${KINETOSCOPE[@]}" data encode world --vae "$(vae_dir)" --out $RUNS/latents-world \
+        --n "$N" "${WORLD[@]}" ;;
     dit)
+      init=()
+      if [[ ! -d $RUNS/dit-world/checkpoints && -f $OUT/model_index.json && "${SMOKE:-0}" != 1 ]]; then
+        init=(--set task.init_from="$OUT")   # carry the committed model forward
+      fi
       "${KINETOSCOPE[@]}" train dit --config "$DIT_CONFIG" --set run_dir=$RUNS/dit-world \
-        --set task.vae=$RUNS/vae-world/final --set time_limit_minutes="$DIT_MINUTES" "${CONSTANT[@]}" "${EXTRA[@]}" ;;
-    captioner)
-      "${KINETOSCOPE[@]}" train captioner --config "$CAPTIONER_CONFIG" --set run_dir=$RUNS/captioner-world \
-        --set time_limit_minutes="$CAPTIONER_MINUTES" "${CONSTANT[@]}" "${EXTRA[@]}" ;;
+        --set data.source=latents --set data.latents=$RUNS/latents-world --set task.vae="$(vae_dir)" \
+        --set time_limit_minutes="$DIT_MINUTES" "${init[@]}" "${DIT_EXTRA[@]}" ;;
     bundle)
-      # The captioner this run trained, if it ran that stage; otherwise the committed one.
-      captioner=${CAPTIONER:-$RUNS/captioner-world/final}
-      [[ -d "$captioner" || -n "${CAPTIONER:-}" ]] || captioner=models/captioner-world
-      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --captioner "$captioner" \
+      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --captioner "${CAPTIONER:-models/captioner-world}" \
         --out "$OUT" --note "$NOTE" "${BUNDLE_OPTIONS[@]}" ;;
-    *) echo "unknown stage $stage: use vae, dit, captioner, bundle or all" >&2; exit 2 ;;
+    *) echo "unknown stage $stage: use vae, latents, dit, bundle or all" >&2; exit 2 ;;
   esac
 done

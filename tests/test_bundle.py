@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -80,6 +81,19 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
         assert (out / picture).is_file(), picture
     assert {"loss_vae.png", "loss_dit.png", "samples.png"} <= {p.name for p in (out / "pictures").iterdir()}
     assert (out / "eval" / "report.md").is_file()
+
+    # One training leg, with its runs' steps and CPU-hours and the bundle's figures ...
+    (leg,) = json.loads((out / "legs.json").read_text())
+    assert leg["leg"] == 1 and leg["runs"]["dit"]["steps"] == 30 and leg["runs"]["vae"]["steps"] == 8
+    assert leg["cpu_hours"] == pytest.approx(sum(r["cpu_hours"] for r in leg["runs"].values())) and leg["cpu_hours"] > 0
+    assert set(leg["figures"]) == {"colour", "shape", "motion", "uniform_velocity", "vae_psnr"}
+    assert (out / "pictures" / "legs.png").is_file() and "## Training legs" in card
+    # ... and bundling again into the same directory appends the next leg to the curve.
+    code, _, err = cli("bundle", "--model", tiny_model_dir, "--out", out, "--note", "A second leg.", *SMALL)
+    assert code == 0, err
+    legs = json.loads((out / "legs.json").read_text())
+    assert [leg["leg"] for leg in legs] == [1, 2] and legs[1]["note"] == "A second leg."
+    assert legs[1]["cumulative_cpu_hours"] == pytest.approx(2 * legs[0]["cumulative_cpu_hours"])
 
 
 def test_bundle_refuses_over_the_size_limit_and_keeps_the_old_bundle(tiny_model_dir, tmp_path, cli):

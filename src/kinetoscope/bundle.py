@@ -31,12 +31,16 @@ from PIL import Image, ImageDraw
 from kinetoscope.errors import CheckpointError, ConfigError, InvalidInputError
 from kinetoscope.eval.metrics import PSNR_CAP
 from kinetoscope.files import atomic_directory, atomic_write_json, atomic_write_text
+from kinetoscope.legs import LEGS, append_leg, draw_legs, legs_table, read_legs
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: The suites of the model card: the paper's three physics scenarios in and out of distribution,
 #: then prompt adherence, object permanence and flicker. Conditioning fidelity (PSNR of the
 #: given frames in the output) is measured by every suite that gives frames.
-SUITES = ("uniform", "uniform-ood", "collision", "collision-ood", "parabola", "parabola-ood", "adherence", "permanence", "flicker")
+SUITES = (
+    "uniform", "uniform-ood", "collision", "collision-ood", "parabola", "parabola-ood",
+    "adherence", "objects", "permanence", "flicker",
+)  # fmt: skip
 PHYSICS = ("uniform", "uniform-ood", "collision", "collision-ood", "parabola", "parabola-ood")
 #: Velocity error in world units per second reported by Kang et al. (2024), "How Far is Video
 #: Generation from World Model: A Physical Law Perspective", as summarised in DESIGN.md section 5
@@ -113,7 +117,10 @@ def bundle(options: BundleOptions) -> Path:
         sample_sheet(measured["samples"]).save(pictures / "samples.png")
         configs = copy_run_configs(runs, stage / TRAINING)
         _write_eval_report(stage / "eval", [measured[s] for s in SUITES], options)
-        card = model_card(options, components, runs, curves, measured, configs)
+        legs = append_leg(read_legs(options.out), runs, leg_figures(measured), options.note)
+        atomic_write_json(stage / LEGS, legs)
+        draw_legs(legs, pictures / "legs.png")
+        card = model_card(options, components, runs, curves, measured, configs, legs)
         atomic_write_text(stage / MODEL_CARD, card)
     return options.out / MODEL_CARD
 
@@ -317,6 +324,13 @@ def bundle_command(options: BundleOptions) -> str:
     return shlex.join(argv)
 
 
+def leg_figures(measured: dict[str, Any]) -> dict[str, float | None]:
+    """What a leg is judged by: the objects suite's shares, the uniform velocity error, the VAE's PSNR."""
+    rates = measured["objects"].claim_rates()
+    velocity = measured["uniform"].summary()["velocity"]["mean"]
+    return {**{k: rates.get(k) for k in ("colour", "shape", "motion")}, "uniform_velocity": velocity, "vae_psnr": measured["vae"]["psnr"]}
+
+
 # ---------------------------------------------------------------- runs and pictures
 def infer_runs(model: Path, captioner: Path | None) -> list[Path]:
     """The run directories behind the given exports: ``RUN/final`` -> ``RUN``, and the DiT run's VAE."""
@@ -447,6 +461,7 @@ def model_card(
     curves: dict[str, str],
     measured: dict[str, Any],
     configs: dict[str, Path],
+    legs: list[dict[str, Any]],
 ) -> str:
     total = sum(c["bytes"] for c in components)
     lines = [
@@ -469,6 +484,18 @@ def model_card(
         "(`Pipeline.from_pretrained(\"models/world\")`).",
     ]
     lines += _training_section(runs, curves)
+    lines += [
+        "",
+        "## Training legs",
+        "",
+        "The model is trained in legs of a few CPU-hours, each continuing from the weights the last one committed "
+        "(CPU-hours: training wall time times the threads it ran). Colour, shape and direction: share of the objects "
+        "of the `objects` suite's prompts (\"a {colour} {shape} moves {direction}\") that the videos show.",
+        "",
+        *legs_table(legs),
+        "",
+        f"![legs]({PICTURES}/legs.png)",
+    ]
     lines += _evaluation_section(options, measured)
     timing = measured["timing"]
     lines += [
