@@ -165,6 +165,22 @@ def test_packed_attention_keeps_samples_apart(backend):
     assert_close(selfish, dense_reference(q, q, q, q_lens, q_lens), atol=1e-5, rtol=1e-5)
 
 
+def test_equal_segments_batched_into_one_call_match_the_reference_with_gradients():
+    g = torch.Generator().manual_seed(1)
+    q_lens, kv_lens = [6, 6, 3, 6, 3, 2], [4, 4, 5, 4, 0, 0]  # groups (6, 4) x3, (3, 5), (3, 0), (2, 0)
+    q = torch.randn(sum(q_lens), 2, 8, generator=g, requires_grad=True)
+    k = torch.randn(sum(kv_lens), 2, 8, generator=g, requires_grad=True)
+    v = torch.randn(sum(kv_lens), 2, 8, generator=g, requires_grad=True)
+    out = packed_attention(q, k, v, q_lens, kv_lens, backend="sdpa")
+    expected = dense_reference(q, k, v, q_lens, kv_lens)
+    assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    w = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v))
+    expected_grads = torch.autograd.grad((expected * w).sum(), (q, k, v))
+    for got, want in zip(grads, expected_grads):
+        assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_packed_attention_rejects_mismatched_segments():
     q = torch.randn(5, 2, 8)
     with pytest.raises(InvalidInputError, match="Segments"):
