@@ -300,3 +300,30 @@ def test_tiny_dit_overfit_sample_shows_the_clip_ball(overfit):
     travel = np.polyfit(np.flatnonzero(shown), np.asarray(columns)[shown], 1)[0] * (OVERFIT_CLIP["frames"] - 1)
     truth = (ball["position"][-1][0] - ball["position"][0][0]) * OVERFIT_CLIP["height"] / VIEW_HEIGHT  # px, -20
     assert np.sign(travel) == np.sign(truth) and abs(travel) > 0.5 * abs(truth), (travel, truth)
+
+
+def test_train_vae_on_crops_from_the_posterior_mean(world_data, tmp_path, monkeypatch):
+    from kinetoscope.train import TrainConfig, train
+    from kinetoscope.vae import CausalVAE
+    from kinetoscope.vae.model import DiagonalGaussian
+
+    shapes = []
+    forward = CausalVAE.forward
+
+    def recording_forward(self, x, **kwargs):
+        shapes.append(tuple(x.shape))
+        return forward(self, x, **kwargs)
+
+    def no_sampling(self, generator=None):
+        raise AssertionError("the posterior was sampled")
+
+    monkeypatch.setattr(CausalVAE, "forward", recording_forward)
+    monkeypatch.setattr(DiagonalGaussian, "sample", no_sampling)
+    cfg = {
+        "run_dir": str(tmp_path / "run"), "steps": 2, "log_every": 1, "checkpoint_every": 100,
+        "data": {"source": "manifest", "manifest": str(world_data / "mixed.jsonl"), "batch_size": 2},
+        "task": {"kind": "vae", "crop": [16, 24], "sample_posterior": False, "loss": {"adversarial_weight": 0.0}, "stats_batches": 1},
+    }  # fmt: skip
+    train(TrainConfig.from_dict(cfg))
+    assert shapes and all(s[2:] == (9, 16, 24) for s in shapes)  # 32x32 clips, cropped to 16x24 (height x width)
+    assert all(float(r["l2"]) > 0 for r in read_metrics(tmp_path / "run"))
