@@ -32,6 +32,12 @@ class VAEConfig(Config):
     #: the channels, so every 3D convolution runs at ``1 / patch_size`` of the resolution (as
     #: LTX-Video's VAE does). Part of ``spatial_compression``, which must be a multiple of it.
     patch_size: int = 1
+    #: Non-parametric shortcuts around the whole network (DC-AE's residual autoencoding): the
+    #: encoder's mean adds the pixels folded into the latent's shape (space and time to channels,
+    #: then channel groups averaged), the decoder adds the latent unfolded the same way back. The
+    #: convolutions then learn a residual from the start instead of escaping a state in which
+    #: the decoder ignores its input, which a deep autoencoder takes hundreds of steps to leave.
+    shortcut: bool = False
     #: Single-head attention within each frame in the middle block (as Wan does).
     mid_attention: bool = True
     #: Per-channel statistics of un-normalised latents, measured on data (``kinetoscope.vae.stats``).
@@ -63,6 +69,7 @@ class VAEConfig(Config):
             "num_res_blocks": 1,
             "latent_channels": 16,
             "patch_size": 4,
+            "shortcut": True,
         },
         # AutoencoderKLWan(base_dim=96, dim_mult=[1, 2, 4, 4], num_res_blocks=2, z_dim=16).
         "wan": {
@@ -82,6 +89,12 @@ class VAEConfig(Config):
             raise ConfigError(
                 f"patch_size must be 1, 2, 4 or 8 and divide spatial_compression {self.spatial_compression}, "
                 f"got {self.patch_size}."
+            )
+        folded = self.in_channels * self.temporal_compression * self.spatial_compression**2
+        if self.shortcut and folded % self.latent_channels:
+            raise ConfigError(
+                f"shortcut averages {folded} folded pixel channels into latent_channels {self.latent_channels}, "
+                "which must divide them."
             )
         transitions = len(self.channel_multipliers) - 1
         needed = max(self.spatial_downsamples, self.temporal_downsamples)

@@ -95,12 +95,19 @@ class Encoder(nn.Module):
         blocks += _middle(in_ch, config.mid_attention)
         self.blocks = nn.ModuleList(blocks)
         self.head = Head(in_ch, 2 * config.latent_channels)
+        self.shortcut = config.shortcut
+        self.sc, self.tc, self.latent_channels = config.spatial_compression, config.temporal_compression, config.latent_channels
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        pixels = x
         x = self.conv_in(space_to_depth(x, self.patch), cache)
         for block in self.blocks:
             x = block(x, cache)
-        return self.head(x, cache)
+        moments = self.head(x, cache)
+        if not self.shortcut:
+            return moments
+        mean, logvar = moments.chunk(2, dim=1)
+        return torch.cat([mean + fold_pixels(pixels, self.sc, self.tc, self.latent_channels), logvar], dim=1)
 
 
 class Decoder(nn.Module):
@@ -125,12 +132,43 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.patch = config.patch_size
         self.head = Head(in_ch, config.in_channels * self.patch**2)
+        self.shortcut = config.shortcut
+        self.sc, self.tc, self.out_channels = config.spatial_compression, config.temporal_compression, config.in_channels
 
     def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         x = self.conv_in(z, cache)
         for block in self.blocks:
             x = block(x, cache)
-        return depth_to_space(self.head(x, cache), self.patch)
+        x = depth_to_space(self.head(x, cache), self.patch)
+        if not self.shortcut:
+            return x
+        return x + unfold_latent(z, self.sc, self.tc, self.out_channels, frames=x.shape[2])
+
+
+def fold_pixels(x: torch.Tensor, spatial: int, temporal: int, channels: int) -> torch.Tensor:
+    """Pixels ``(B, C, T, H, W)`` of one chunk -> ``(B, channels, t, H/s, W/s)``: each latent cell's
+    frames and pixels stacked as channels, then averaged in ``channels`` equal groups. A chunk of
+    ``1 + temporal*k`` frames starts with a video's frame 0, which has a latent frame of its own
+    (counted ``temporal`` times, as a group)."""
+    b, c, frames, h, w = x.shape
+    if frames % temporal:
+        x = torch.cat([x[:, :, :1].expand(-1, -1, temporal, -1, -1), x[:, :, 1:]], dim=2)
+    t = x.shape[2] // temporal
+    x = x.reshape(b, c, t, temporal, h // spatial, spatial, w // spatial, spatial).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    x = x.reshape(b, channels, -1, t, h // spatial, w // spatial).mean(dim=2)
+    return x.contiguous(memory_format=CHANNELS_LAST)
+
+
+def unfold_latent(z: torch.Tensor, spatial: int, temporal: int, channels: int, frames: int) -> torch.Tensor:
+    """The inverse arrangement of :func:`fold_pixels`: each latent channel copied over its group, back
+    to ``(B, channels, frames, H, W)``; a video's frame 0 takes the mean of its group's frames."""
+    b, latent_channels, t, h, w = z.shape
+    group = channels * temporal * spatial * spatial // latent_channels
+    x = z.repeat_interleave(group, dim=1).reshape(b, channels, temporal, spatial, spatial, t, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, channels, t * temporal, h * spatial, w * spatial)
+    if frames < t * temporal:
+        x = torch.cat([x[:, :, :temporal].mean(dim=2, keepdim=True), x[:, :, temporal:]], dim=2)
+    return x.contiguous(memory_format=CHANNELS_LAST)
 
 
 def space_to_depth(x: torch.Tensor, patch: int) -> torch.Tensor:
