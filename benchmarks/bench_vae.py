@@ -21,6 +21,7 @@ in size). Unlike resident memory it does not depend on what the C allocator keep
 
     python benchmarks/bench_vae.py                        # everything, 1 thread
     python benchmarks/bench_vae.py --only speed --shapes 17x64x64 --repeats 5
+    python benchmarks/bench_vae.py --only throughput --threads 2   # clips/s: cpu and world presets, Wan
 """
 
 from __future__ import annotations
@@ -131,18 +132,65 @@ def bench_large_image(preset: str, size: int) -> None:
     )
 
 
+def cpu_model() -> str:
+    """``lscpu``'s model name, printed beside every figure: the CPUs of one machine kind differ."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "unknown CPU")
+
+
+def bench_throughput(batch: int, repeats: int) -> None:
+    """Clips per second of encode and of decode, ``batch`` clips of 17x64x64 at a time: the bundled
+    model's ``cpu`` preset beside the ``world`` preset and AutoencoderKLWan at Wan's shape."""
+    from kinetoscope.vae import CausalVAE, VAEConfig
+
+    wan, _ = build_models()
+    torch.manual_seed(0)
+    models = {name: CausalVAE(VAEConfig.from_preset(name)).eval() for name in ("cpu", "world")}
+    x = torch.rand(batch, 3, 17, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rates: dict[str, tuple[float, float]] = {}
+    with torch.no_grad():
+        for name, model in [*models.items(), ("wan", wan)]:
+            if name == "wan":
+                encode = lambda: wan.encode(x).latent_dist.mode()  # noqa: E731
+                z = encode()
+                decode = lambda: wan.decode(z).sample  # noqa: E731
+            else:
+                encode = lambda model=model: model.encode(x)  # noqa: E731
+                z = encode()
+                decode = lambda model=model, z=z: model.decode(z)  # noqa: E731
+            encode(), decode()  # warm-up
+            enc = statistics.median(timed(encode)[0] for _ in range(repeats))
+            dec = statistics.median(timed(decode)[0] for _ in range(repeats))
+            rates[name] = (batch / enc, batch / dec)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            print(f"{name:>5} ({params:.1f}M): encode {batch / enc:6.1f} clips/s, decode {batch / dec:6.1f} clips/s", flush=True)
+    cpu_enc, cpu_dec = rates["cpu"]
+    for other in ("world", "wan"):
+        print(f"cpu preset vs {other}: encode {cpu_enc / rates[other][0]:.1f}x, decode {cpu_dec / rates[other][1]:.1f}x faster")
+    print(f"bar (encode >= 40, decode >= 20 clips/s of 17x64x64): {'met' if cpu_enc >= 40 and cpu_dec >= 20 else 'missed'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated FRAMESxHEIGHTxWIDTH")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["all", "speed", "memory", "duration", "large"], default="all")
+    parser.add_argument("--only", choices=["all", "speed", "memory", "duration", "large", "throughput"], default="all")
+    parser.add_argument("--batch", type=int, default=8, help="clips per call in --only throughput")
     parser.add_argument("--duration-size", type=int, default=64, help="frame size for the 33 vs 257 frames test")
     parser.add_argument("--large-preset", default="world")
     parser.add_argument("--large-size", type=int, default=2048)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {cpu_model()}")
+    if args.only == "throughput":
+        bench_throughput(args.batch, args.repeats)
+        return
     if args.only in ("all", "speed", "memory"):
         bench_speed_and_memory(args.shapes.split(","), args.repeats, args.only)
     if args.only in ("all", "duration"):

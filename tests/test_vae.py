@@ -86,12 +86,14 @@ def test_space_to_depth_is_inverted_exactly():
     [(2, 8, (1, 2, 2, 2), False), (4, 8, (1, 2, 2), False), (8, 8, (1, 2, 2), False), (4, 8, (1, 2, 2), True)],
 )
 def test_patch_size_shapes_and_chunked_equals_one_shot(patch, spatial, multipliers, shortcut):
-    vae = make_vae(patch_size=patch, spatial_compression=spatial, channel_multipliers=multipliers, shortcut=shortcut).double()
+    vae = make_vae(
+        patch_size=patch, spatial_compression=spatial, channel_multipliers=multipliers, shortcut=shortcut, latent_channels=12
+    ).double()
     x = random_video(9, 32, 48).double()
     with torch.no_grad():
         z = vae.encode(x)
-        assert z.shape == (1, 4, 3, 32 // spatial, 48 // spatial)
-        one_shot = vae.encoder(x)[:, :4]
+        assert z.shape == (1, 12, 3, 32 // spatial, 48 // spatial)
+        one_shot = vae.encoder(x)[:, :12]
         for chunk in (4, 8):
             torch.testing.assert_close(vae.encode_posterior(x, chunk_frames=chunk).mean, one_shot, rtol=0, atol=1e-12)
         video = vae.decode(z, clamp=False)
@@ -99,26 +101,27 @@ def test_patch_size_shapes_and_chunked_equals_one_shot(patch, spatial, multiplie
         torch.testing.assert_close(vae.decode(z, chunk_frames=8, clamp=False), video, rtol=0, atol=1e-12)
 
 
-def test_shortcut_alone_is_the_mean_of_each_latent_cells_pixels():
+def test_shortcut_alone_carries_the_mean_colours_of_each_cells_quadrants():
     from kinetoscope.vae.model import fold_pixels, unfold_latent
 
     x = random_video(9, 16, 8)  # latent frames: frame 0 alone, frames 1-4, frames 5-8
-    folded = fold_pixels(x, spatial=8, temporal=4, channels=3)  # one group per colour channel
-    assert folded.shape == (1, 3, 3, 2, 1)
-    torch.testing.assert_close(folded[0, :, 0, 1, 0], x[0, :, 0, 8:16, 0:8].mean(dim=(1, 2)))
-    torch.testing.assert_close(folded[0, :, 2, 0, 0], x[0, :, 5:9, 0:8, 0:8].mean(dim=(1, 2, 3)))
-    back = unfold_latent(folded, spatial=8, temporal=4, channels=3, frames=9)
+    folded = fold_pixels(x, spatial=8, temporal=4)  # (colour, quadrant row, quadrant column) as channels
+    assert folded.shape == (1, 12, 3, 2, 1)
+    # Colour 1, lower-right quadrant (channel 1*4 + 1*2 + 1) of cell (1, 0) in latent frame 2 (frames 5-8).
+    torch.testing.assert_close(folded[0, 7, 2, 1, 0], x[0, 1, 5:9, 12:16, 4:8].mean())
+    torch.testing.assert_close(folded[0, 0, 0, 0, 0], x[0, 0, 0, 0:4, 0:4].mean())  # frame 0 on its own
+    back = unfold_latent(folded, spatial=8, temporal=4, frames=9)
     assert back.shape == x.shape
-    torch.testing.assert_close(back[0, :, 6, 3, 5], folded[0, :, 2, 0, 0])  # every pixel of a cell gets its mean
-    # With the convolutions' output at zero the shortcuts alone reconstruct the cell means.
-    vae = make_vae(patch_size=4, channel_multipliers=(1, 2, 2), shortcut=True)
+    assert torch.equal(back[0, 1, 6, 13, 5], folded[0, 7, 2, 1, 0])  # every pixel of a quadrant gets its mean
+    # With the convolutions' output at zero the shortcuts alone reconstruct the quadrant means.
+    vae = make_vae(patch_size=4, channel_multipliers=(1, 2, 2), latent_channels=12, shortcut=True)
     for head in (vae.encoder.head.conv, vae.decoder.head.conv):
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
     with torch.no_grad():
         out = vae.decode(vae.encode(x), clamp=False)
-    torch.testing.assert_close(out, unfold_latent(fold_pixels(x, 8, 4, 4), 8, 4, 3, 9))
-    assert (out - x).square().mean() < x.square().mean()  # the cell means are closer than zero
+    torch.testing.assert_close(out, back)
+    assert (out - x).square().mean() < x.square().mean()  # the quadrant means are closer than zero
 
 
 def test_cpu_preset_folds_pixels_before_its_convolutions():
@@ -134,8 +137,8 @@ def test_invalid_configs_raise_config_error():
         VAEConfig.from_preset("tiny", patch_size=3)
     with pytest.raises(ConfigError, match="patch_size must be 1, 2, 4 or 8 and divide"):
         VAEConfig.from_preset("tiny", spatial_compression=4, patch_size=8)
-    with pytest.raises(ConfigError, match="latent_channels 5, which must divide them"):
-        VAEConfig.from_preset("tiny", latent_channels=5, shortcut=True)
+    with pytest.raises(ConfigError, match="latent_channels 4 is fewer"):
+        VAEConfig.from_preset("tiny", shortcut=True)
     with pytest.raises(ConfigError, match="spatial_compression"):
         VAEConfig.from_preset("tiny", spatial_compression=6)
     with pytest.raises(ConfigError, match="needs at least 4"):

@@ -32,11 +32,11 @@ class VAEConfig(Config):
     #: the channels, so every 3D convolution runs at ``1 / patch_size`` of the resolution (as
     #: LTX-Video's VAE does). Part of ``spatial_compression``, which must be a multiple of it.
     patch_size: int = 1
-    #: Non-parametric shortcuts around the whole network (DC-AE's residual autoencoding): the
-    #: encoder's mean adds the pixels folded into the latent's shape (space and time to channels,
-    #: then channel groups averaged), the decoder adds the latent unfolded the same way back. The
-    #: convolutions then learn a residual from the start instead of escaping a state in which
-    #: the decoder ignores its input, which a deep autoencoder takes hundreds of steps to leave.
+    #: Non-parametric shortcuts around the whole network (after DC-AE's residual autoencoding): the
+    #: first ``4 * in_channels`` latent channels add the mean colours of each latent cell's four
+    #: quadrants, and the decoder adds them back spread over the quadrants. The convolutions then learn a residual from the first
+    #: step instead of escaping a state in which the decoder ignores its input, which a deep
+    #: autoencoder takes hundreds of steps to leave.
     shortcut: bool = False
     #: Single-head attention within each frame in the middle block (as Wan does).
     mid_attention: bool = True
@@ -90,11 +90,10 @@ class VAEConfig(Config):
                 f"patch_size must be 1, 2, 4 or 8 and divide spatial_compression {self.spatial_compression}, "
                 f"got {self.patch_size}."
             )
-        folded = self.in_channels * self.temporal_compression * self.spatial_compression**2
-        if self.shortcut and folded % self.latent_channels:
+        if self.shortcut and (self.latent_channels < 4 * self.in_channels or self.spatial_compression < 2):
             raise ConfigError(
-                f"shortcut averages {folded} folded pixel channels into latent_channels {self.latent_channels}, "
-                "which must divide them."
+                f"shortcut carries the colours of each cell's quadrants in the first {4 * self.in_channels} latent "
+                f"channels; latent_channels {self.latent_channels} is fewer."
             )
         transitions = len(self.channel_multipliers) - 1
         needed = max(self.spatial_downsamples, self.temporal_downsamples)

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kinetoscope.errors import InvalidInputError
@@ -107,7 +108,9 @@ class Encoder(nn.Module):
         if not self.shortcut:
             return moments
         mean, logvar = moments.chunk(2, dim=1)
-        return torch.cat([mean + fold_pixels(pixels, self.sc, self.tc, self.latent_channels), logvar], dim=1)
+        colour = fold_pixels(pixels, self.sc, self.tc)
+        c = colour.shape[1]
+        return torch.cat([mean[:, :c] + colour, mean[:, c:], logvar], dim=1)
 
 
 class Decoder(nn.Module):
@@ -142,34 +145,35 @@ class Decoder(nn.Module):
         x = depth_to_space(self.head(x, cache), self.patch)
         if not self.shortcut:
             return x
-        return x + unfold_latent(z, self.sc, self.tc, self.out_channels, frames=x.shape[2])
+        colour = unfold_latent(z[:, : self.out_channels * SHORTCUT_SAMPLES**2], self.sc, self.tc, frames=x.shape[2])
+        return x + colour.contiguous(memory_format=CHANNELS_LAST)
 
 
-def fold_pixels(x: torch.Tensor, spatial: int, temporal: int, channels: int) -> torch.Tensor:
-    """Pixels ``(B, C, T, H, W)`` of one chunk -> ``(B, channels, t, H/s, W/s)``: each latent cell's
-    frames and pixels stacked as channels, then averaged in ``channels`` equal groups. A chunk of
-    ``1 + temporal*k`` frames starts with a video's frame 0, which has a latent frame of its own
-    (counted ``temporal`` times, as a group)."""
-    b, c, frames, h, w = x.shape
-    if frames % temporal:
-        x = torch.cat([x[:, :, :1].expand(-1, -1, temporal, -1, -1), x[:, :, 1:]], dim=2)
-    t = x.shape[2] // temporal
-    x = x.reshape(b, c, t, temporal, h // spatial, spatial, w // spatial, spatial).permute(0, 1, 3, 5, 7, 2, 4, 6)
-    x = x.reshape(b, channels, -1, t, h // spatial, w // spatial).mean(dim=2)
-    return x.contiguous(memory_format=CHANNELS_LAST)
+#: The shortcut's colour samples per latent cell and side: 2 gives each cell's four quadrants' mean colours.
+SHORTCUT_SAMPLES = 2
 
 
-def unfold_latent(z: torch.Tensor, spatial: int, temporal: int, channels: int, frames: int) -> torch.Tensor:
-    """The inverse arrangement of :func:`fold_pixels`: each latent channel copied over its group, back
-    to ``(B, channels, frames, H, W)``; a video's frame 0 takes the mean of its group's frames."""
-    b, latent_channels, t, h, w = z.shape
-    group = channels * temporal * spatial * spatial // latent_channels
-    x = z.repeat_interleave(group, dim=1).reshape(b, channels, temporal, spatial, spatial, t, h, w)
-    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, channels, t * temporal, h * spatial, w * spatial)
-    if frames < t * temporal:
-        x = torch.cat([x[:, :, :temporal].mean(dim=2, keepdim=True), x[:, :, temporal:]], dim=2)
-    return x.contiguous(memory_format=CHANNELS_LAST)
+def fold_pixels(x: torch.Tensor, spatial: int, temporal: int) -> torch.Tensor:
+    """Pixels ``(B, C, T, H, W)`` of one chunk -> the mean colours of each latent cell's quadrants,
+    ``(B, 4C, t, H/s, W/s)``. A chunk of ``1 + temporal*k`` frames starts with a video's frame 0,
+    a latent frame of its own."""
+    block = spatial // SHORTCUT_SAMPLES
+    first = x[:, :, :1] if x.shape[2] % temporal else x[:, :, :0]
+    rest = x[:, :, first.shape[2] :]
+    pieces = [F.avg_pool3d(first, (1, block, block))] if first.shape[2] else []
+    if rest.shape[2]:
+        pieces.append(F.avg_pool3d(rest, (temporal, block, block)))
+    return space_to_depth(torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0], SHORTCUT_SAMPLES)
 
+
+def unfold_latent(z: torch.Tensor, spatial: int, temporal: int, frames: int) -> torch.Tensor:
+    """The inverse arrangement of :func:`fold_pixels`: each quadrant's colour spread over its pixels,
+    ``(B, C, frames, H, W)``; the first latent frame covers one pixel frame when ``frames`` says it
+    is a video's frame 0."""
+    block = spatial // SHORTCUT_SAMPLES
+    x = depth_to_space(z, SHORTCUT_SAMPLES).repeat_interleave(block, dim=3).repeat_interleave(block, dim=4)
+    x = x.repeat_interleave(temporal, dim=2)
+    return x[:, :, x.shape[2] - frames :] if frames < x.shape[2] else x
 
 def space_to_depth(x: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, T, H, W) -> (B, C*p*p, T, H/p, W/p): each p x p block of pixels becomes one position."""
