@@ -337,3 +337,16 @@ def test_objects_suite_scores_colour_shape_and_motion_of_short_prompts():
         return np.full((request.frames, request.height, request.width, 3), 255, dtype=np.uint8)
 
     assert run_suite("objects", blank, n=4, frames=21).claim_rates() == {"colour": 0.0, "shape": 0.0, "motion": 0.0}
+
+    def confetti(request):  # specks of every colour: each named colour is somewhere, but so is everything else
+        rng = np.random.default_rng(request.seed)
+        frames = np.full((request.frames, request.height, request.width, 3), 255, dtype=np.uint8)
+        palette = np.array([(220, 38, 38), (37, 90, 220), (34, 160, 70), (230, 190, 20), (130, 80, 40), (130, 60, 190),
+                            (245, 130, 20), (20, 150, 150), (235, 90, 160)], dtype=np.uint8)  # fmt: skip
+        for t in range(request.frames):
+            for k, colour in enumerate(palette):
+                y, x = rng.integers(0, request.height - 8), rng.integers(0, request.width - 8)
+                frames[t, y : y + 8, x : x + 8] = colour
+        return frames
+
+    assert run_suite("objects", confetti, n=4, frames=21).claim_rates()["colour"] == 0.0

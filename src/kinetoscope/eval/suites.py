@@ -200,12 +200,20 @@ class SuiteResult:
 
     def claim_rates(self) -> dict[str, float]:
         """Share of the prompts' objects whose colour, shape and motion the videos show. Each object
-        has one colour claim; an object not found fails its shape and motion as well."""
-        claims = [c for clip in self.clips if "adherence" in clip.metrics for c in clip.metrics["adherence"].details.get("claims", [])]
-        objects = sum(c["kind"] == "colour" for c in claims)
-        if not objects:
-            return {}
-        return {kind: sum(c["kind"] == kind and c["passed"] for c in claims) / objects for kind in ("colour", "shape", "motion")}
+        has one colour claim; an object not found fails its shape and motion as well, and a clip
+        that shows another number of objects than its prompt counts fails all of its claims (noise
+        holds specks of every colour, so a colour alone proves nothing)."""
+        objects, passed = 0, {kind: 0 for kind in ("colour", "shape", "motion")}
+        for clip in self.clips:
+            if "adherence" not in clip.metrics:
+                continue
+            claims = clip.metrics["adherence"].details.get("claims", [])
+            counted = all(c["passed"] for c in claims if c["kind"] == "count")
+            objects += sum(c["kind"] == "colour" for c in claims)
+            for c in claims:
+                if c["kind"] in passed and c["passed"] and counted:
+                    passed[c["kind"]] += 1
+        return {kind: n / objects for kind, n in passed.items()} if objects else {}
 
     def to_dict(self) -> dict[str, Any]:
         suite = dataclasses.asdict(self.suite)
