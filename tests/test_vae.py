@@ -461,3 +461,18 @@ def test_trained_tiny_vae_reconstructs_held_out_world_clips(trained_tiny_vae):
     # For scale only: a bilinear thumbnail at the latent's spatial size keeps 3 values per 4x4 pixels of
     # every frame, 3x the numbers of the latent (4 values per 4x4 pixels of 4 frames).
     assert mean(thumbnail) > mean(background_only)
+
+
+def test_object_colour_error_measures_only_the_pixels_unlike_the_background():
+    import numpy as np
+
+    from kinetoscope.vae.evaluate import object_colour_error
+
+    frames = np.full((3, 16, 16, 3), 250, dtype=np.uint8)
+    frames[:, 4:8, 4:8] = (220, 38, 38)  # a red square on white: 48 object pixels
+    assert object_colour_error(frames, frames) == 0.0
+    shifted = frames.copy()
+    shifted[:, 4:8, 4:8, 0] -= 30  # the object's red channel off by 30; mean over 3 channels: 10
+    shifted[:, 0, 0] = 0  # a background pixel far off does not count
+    assert object_colour_error(frames, shifted) == pytest.approx(10.0)
+    assert object_colour_error(np.full((1, 8, 8, 3), 9, np.uint8), np.zeros((1, 8, 8, 3), np.uint8)) is None

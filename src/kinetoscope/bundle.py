@@ -267,9 +267,11 @@ def vae_psnr(model_dir: Path, options: BundleOptions) -> dict[str, Any]:
         )  # fmt: skip
         frames = fit_frames(clip.frames, vae)
         scores.append(reconstruct(vae, frames)[1])
+    errors = [s["object_error"] for s in scores if s["object_error"] is not None]
     return {
         "psnr": float(np.mean([s["psnr"] for s in scores])),
         "ssim": float(np.mean([s["ssim"] for s in scores])),
+        "object_error": float(np.mean(errors)) if errors else None,
         "clips": len(scores),
         "shape": f"{len(frames)}x{frames.shape[2]}x{frames.shape[1]}",
     }
@@ -328,7 +330,12 @@ def leg_figures(measured: dict[str, Any]) -> dict[str, float | None]:
     """What a leg is judged by: the objects suite's shares, the uniform velocity error, the VAE's PSNR."""
     rates = measured["objects"].claim_rates()
     velocity = measured["uniform"].summary()["velocity"]["mean"]
-    return {**{k: rates.get(k) for k in ("colour", "shape", "motion")}, "uniform_velocity": velocity, "vae_psnr": measured["vae"]["psnr"]}
+    return {
+        **{k: rates.get(k) for k in ("colour", "shape", "motion")},
+        "uniform_velocity": velocity,
+        "vae_psnr": measured["vae"]["psnr"],
+        "vae_object_error": measured["vae"]["object_error"],
+    }
 
 
 # ---------------------------------------------------------------- runs and pictures
@@ -599,7 +606,9 @@ def _evaluation_section(options: BundleOptions, measured: dict[str, Any]) -> lis
         f"clip, capped at {PSNR_CAP:g} dB); adherence gives no frames.",
         "",
         f"**VAE PSNR:** {vae['psnr']:.2f} dB (SSIM {vae['ssim']:.4f}) over {vae['clips']} held-out world clips "
-        f"of {vae['shape']} (frames x width x height), every in-distribution scenario.",
+        f"of {vae['shape']} (frames x width x height), every in-distribution scenario. Object colour error "
+        f"(pixels unlike the clip's median colour): "
+        f"{'–' if vae['object_error'] is None else format(vae['object_error'], '.1f') + ' levels of 255'}.",
     ]
     return lines
 

@@ -53,4 +53,17 @@ def reconstruct(vae: CausalVAE, frames: np.ndarray, **options) -> tuple[np.ndarr
     out = tensor_to_frames(x_hat[0].cpu())
     # Scores compare what a viewer sees: both sides quantised to 8 bits.
     scored = frames_to_tensor(out).unsqueeze(0)
-    return out, {"psnr": psnr(x.cpu(), scored), "ssim": ssim(x.cpu(), scored).item()}
+    scores = {"psnr": psnr(x.cpu(), scored), "ssim": ssim(x.cpu(), scored).item()}
+    return out, scores | {"object_error": object_colour_error(frames, out)}
+
+
+def object_colour_error(original: np.ndarray, reconstruction: np.ndarray) -> float | None:
+    """Mean absolute error, in levels of 255, of the pixels that differ from the clip's median
+    colour by more than 15% in some channel (its objects); None when nothing does."""
+    from kinetoscope.data.latents import FOREGROUND_THRESHOLD
+
+    background = np.median(original.reshape(-1, 3), axis=0)
+    objects = np.abs(original.astype(np.float32) - background).max(axis=-1) > FOREGROUND_THRESHOLD * 127.5
+    if not objects.any():
+        return None
+    return float(np.abs(original.astype(np.float32) - reconstruction.astype(np.float32))[objects].mean())
