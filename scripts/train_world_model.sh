@@ -34,7 +34,9 @@ else
   RUNS=runs
   VAE_CONFIG=configs/vae-cpu.yaml; DIT_CONFIG=configs/dit-cpu.yaml
   VAE_MINUTES=${VAE_MINUTES:-25}; DIT_MINUTES=${DIT_MINUTES:-60}; N=${N:-8000}
-  WORLD=(--scenarios solo,solo,solo,uniform,crossing,bounce,collision,parabola,static,billiards
+  # Every in-distribution scenario; solo (one object, any colour, shape and direction) five
+  # times as often, as the prompts users type first.
+  WORLD=(--scenarios solo,solo,solo,solo,solo,uniform,collision,parabola,static,bounce,billiards,crossing,occlusion,pan,paint,agent
          --sizes 128x128,128x96,96x128 --frames 1,9,17,21)
   DIT_EXTRA=()
   BUNDLE_OPTIONS=(--n "${EVAL_N:-10}" --size 128x128 --frames 21 --device cpu)

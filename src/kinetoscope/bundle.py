@@ -43,7 +43,7 @@ SUITES = (
 )  # fmt: skip
 PHYSICS = ("uniform", "uniform-ood", "collision", "collision-ood", "parabola", "parabola-ood")
 #: Velocity error in world units per second reported by Kang et al. (2024), "How Far is Video
-#: Generation from World Model: A Physical Law Perspective", as summarised in DESIGN.md section 5
+#: Generation from World Model: A Physical Law Perspective"
 #: (128x128 balls on white, 32 frames at 10 fps, first 3 frames given).
 PAPER_FIGURES = {
     "uniform": "0.022 (DiT-S, 30K videos); 0.012 (DiT-L, 3M videos); parse floor 0.010",
