@@ -1,6 +1,6 @@
 """Rectified flow: noising, time sampling and shift, the loss, condition masks, and the sampler.
 
-Conventions (DESIGN.md): ``x_t = (1 - t) x_0 + t e``; the model predicts the velocity
+Conventions: ``x_t = (1 - t) x_0 + t e``; the model predicts the velocity
 ``v = e - x_0``; sampling integrates from t = 1 (noise) to t = 0 (data). Everything here works
 on packed tokens ``(N, F)`` with a time per token, so frames given as conditions simply sit at
 t = 0 while the rest are noisy.
