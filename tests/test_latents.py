@@ -135,3 +135,21 @@ def test_transformer_trains_from_latents_and_refuses_another_vaes(latents_dir, v
     config["task"]["vae"] = str(other)
     with pytest.raises(ConfigError, match="encoded by another VAE"):
         train(TrainConfig.from_dict(config))
+
+
+def test_encode_a_manifest_keeps_ground_truth_and_lists_unreadable_files(cli, vae_dir, tmp_path):
+    from kinetoscope.data import read_manifest, write_manifest
+    from kinetoscope.world.dataset import write_world_dataset
+
+    manifest = write_world_dataset(tmp_path / "clips", scenario="solo", n=2, width=32, height=32, frames=9, fps=10.0, seed=0)
+    entries = read_manifest(manifest)
+    bad = entries[0].__class__(path=tmp_path / "clips" / "gone.mp4", caption="bad")
+    write_manifest(tmp_path / "mixed.jsonl", [*entries, bad])
+    code, out, err = cli("data", "encode", tmp_path / "mixed.jsonl", "--vae", vae_dir, "--out", tmp_path / "set")
+    assert code == 0, err
+    assert "gone.mp4" in err and f"wrote {tmp_path / 'set' / 'index.json'}" in out
+    dataset = LatentDataset(tmp_path / "set")
+    assert len(dataset) == 2
+    assert {r["caption"] for r in dataset.records} == {e.caption for e in entries}
+    assert all(r["state"]["scenario"] == r["scenario"] == "solo" and r["frames"] == 9 for r in dataset.records)
+    assert dataset[0].latent.shape == (4, 3, 4, 4)

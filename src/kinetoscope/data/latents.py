@@ -184,13 +184,14 @@ def world_items(
 
 def manifest_items(manifest: str | os.PathLike, shape, *, skipped: list[tuple[str, str]]) -> Iterator[EncodeItem]:
     """Every readable entry of a JSONL manifest, cut by ``shape`` (a ``ShapeRule``); unreadable ones go to ``skipped``."""
-    from kinetoscope.data.datasets import ManifestSource
+    from kinetoscope.data.manifest import read_manifest
+    from kinetoscope.io import read_video
 
-    source = ManifestSource(manifest, 0, shape, lambda t, h, w: t * h * w)
-    for entry in source.entries:
+    entries = read_manifest(manifest)
+    if not entries:
+        raise ConfigError(f"Manifest {manifest} has no entries to encode.")
+    for entry in entries:
         try:
-            from kinetoscope.io import read_video
-
             video = read_video(entry.path, max_frames=shape.max_frames)
             pixels = shape.apply(video.frames, str(entry.path))
         except (KinetoscopeError, OSError) as e:
