@@ -5,9 +5,10 @@
 #   scripts/train_world_model.sh dit bundle      # one more leg of the transformer, then bundle it
 #
 # Stages (each resumes where its run directory stopped; run a stage again for another budget):
-#   vae      the `cpu` VAE (configs/vae-cpu.yaml) for VAE_MINUTES (default 25)
-#   latents  N clips of the world (default 8000) encoded once by that VAE (runs/latents-world), or
-#            by models/world's VAE when no VAE run is left
+#   vae      the `cpu` VAE (configs/vae-cpu.yaml) for VAE_MINUTES (default 25); in a later leg (no
+#            VAE run left, a committed models/world) its decoder alone trains on
+#            (configs/vae-cpu-decoder.yaml), so the encoder and the latents it wrote stay valid
+#   latents  N clips of the world (default 8000) encoded once by that VAE (runs/latents-world)
 #   dit      the transformer and text encoder (configs/dit-cpu.yaml) for DIT_MINUTES (default 60);
 #            with no run directory it starts from the committed models/world when that was trained
 #            on the same latents' VAE, so every leg carries the last one forward
@@ -23,7 +24,7 @@ STAGES=("${@:-all}")
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
   RUNS=runs/smoke
-  VAE_CONFIG=configs/vae-tiny.yaml; DIT_CONFIG=configs/dit-tiny.yaml
+  VAE_CONFIG=configs/vae-tiny.yaml; DIT_CONFIG=configs/dit-tiny.yaml; DECODER_CONFIG=
   VAE_MINUTES=${VAE_MINUTES:-0.15}; DIT_MINUTES=${DIT_MINUTES:-0.15}; N=${N:-16}
   WORLD=(--scenarios solo,uniform --sizes 32x32 --frames 1,9)
   DIT_EXTRA=(--set task.preset=tiny --set task.text_preset=tiny --set task.model={} --set task.text={} --set data.token_budget=96)
@@ -32,7 +33,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   NOTE=${NOTE:-"A smoke test of scripts/train_world_model.sh: tiny configs trained for seconds on a CPU."}
 else
   RUNS=runs
-  VAE_CONFIG=configs/vae-cpu.yaml; DIT_CONFIG=configs/dit-cpu.yaml
+  VAE_CONFIG=configs/vae-cpu.yaml; DIT_CONFIG=configs/dit-cpu.yaml; DECODER_CONFIG=configs/vae-cpu-decoder.yaml
   VAE_MINUTES=${VAE_MINUTES:-25}; DIT_MINUTES=${DIT_MINUTES:-60}; N=${N:-8000}
   # Every in-distribution scenario; solo (one object, any colour, shape and direction) five
   # times as often, as the prompts users type first.
@@ -44,15 +45,23 @@ else
   NOTE=${NOTE:-"Trained on two CPU cores by scripts/train_world_model.sh (VAE ${VAE_MINUTES} min, DiT ${DIT_MINUTES} min per leg)."}
 fi
 
-# The VAE this run trained; without one, the committed model's (a later leg that kept no run directory).
-vae_dir() { [[ -d $RUNS/vae-world/final ]] && echo $RUNS/vae-world/final || echo "$OUT/vae"; }
+# The VAE to encode with and to ship: this leg's decoder run, else the VAE run, else the committed model's.
+vae_dir() {
+  for d in $RUNS/vae-decoder/final $RUNS/vae-world/final; do [[ -d $d ]] && { echo "$d"; return; }; done
+  echo "$OUT/vae"
+}
 
 for stage in "${STAGES[@]}"; do
   echo "== $stage ($(date +%H:%M:%S))"
   case "$stage" in
     vae)
-      "${KINETOSCOPE[@]}" train vae --config "$VAE_CONFIG" --set run_dir=$RUNS/vae-world \
-        --set time_limit_minutes="$VAE_MINUTES" ;;
+      if [[ -n $DECODER_CONFIG && ! -d $RUNS/vae-world && -f $OUT/vae/config.json ]]; then
+        "${KINETOSCOPE[@]}" train vae --config "$DECODER_CONFIG" --set run_dir=$RUNS/vae-decoder \
+          --set task.init_from="$OUT/vae" --set time_limit_minutes="$VAE_MINUTES"
+      else
+        "${KINETOSCOPE[@]}" train vae --config "$VAE_CONFIG" --set run_dir=$RUNS/vae-world \
+          --set time_limit_minutes="$VAE_MINUTES"
+      fi ;;
     latents)
       [[ -f $RUNS/latents-world/index.json ]] && { echo "$RUNS/latents-world exists; kept"; continue; }
       rm -rf $RUNS/latents-world   # an unfinished one (no index.json) is encoded again
@@ -67,7 +76,7 @@ for stage in "${STAGES[@]}"; do
         --set data.source=latents --set data.latents=$RUNS/latents-world --set task.vae="$(vae_dir)" \
         --set time_limit_minutes="$DIT_MINUTES" "${init[@]}" "${DIT_EXTRA[@]}" ;;
     bundle)
-      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --captioner "${CAPTIONER:-models/captioner-world}" \
+      "${KINETOSCOPE[@]}" bundle --model $RUNS/dit-world/final --vae "$(vae_dir)" --captioner "${CAPTIONER:-models/captioner-world}" \
         --out "$OUT" --note "$NOTE" "${BUNDLE_OPTIONS[@]}" ;;
     *) echo "unknown stage $stage: use vae, latents, dit, bundle or all" >&2; exit 2 ;;
   esac

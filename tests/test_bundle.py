@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,8 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
     assert code == 0, err
     legs = json.loads((out / "legs.json").read_text())
     assert [leg["leg"] for leg in legs] == [1, 2] and legs[1]["note"] == "A second leg."
-    assert legs[1]["cumulative_cpu_hours"] == pytest.approx(2 * legs[0]["cumulative_cpu_hours"])
+    # Its runs trained no further, so it adds no steps and no CPU-hours.
+    assert legs[1]["runs"] == {} and legs[1]["cumulative_cpu_hours"] == pytest.approx(legs[0]["cumulative_cpu_hours"])
 
 
 def test_bundle_refuses_over_the_size_limit_and_keeps_the_old_bundle(tiny_model_dir, tmp_path, cli):
@@ -108,3 +110,50 @@ def test_bundle_refuses_over_the_size_limit_and_keeps_the_old_bundle(tiny_model_
     assert not list(Path(tmp_path).glob(".world.*"))  # no staging directory left behind
     code, _, err = cli("bundle", "--model", tmp_path, "--note", "n", "--out", tmp_path / "x")
     assert code == 2 and "model_index.json is missing" in err
+
+
+def _run(directory: str, steps: int, **summary) -> dict:
+    return {"name": "dit", "dir": directory, "rows": [], "summary": {"steps_done": steps, **summary}}
+
+
+def test_each_leg_counts_only_what_its_runs_added_since_the_last():
+    from kinetoscope.legs import append_leg
+
+    figures = {"colour": 0.5}
+    legs = append_leg([], [_run("runs/a", 100, train_seconds=3600.0, cpu_seconds=7200.0, threads=2)], figures, "one")
+    assert legs[0]["runs"]["dit"] == {"steps": 100, "cpu_hours": 2.0}
+    # The same run, trained on at one thread, and a second run of the same kind, new this leg.
+    runs = [
+        _run("runs/a", 250, train_seconds=9000.0, cpu_seconds=12600.0, threads=1),
+        _run("runs/b", 40, train_seconds=1800.0, cpu_seconds=1800.0, threads=1),
+    ]
+    legs = append_leg(legs, runs, figures, "two")
+    assert legs[1]["runs"]["dit"] == {"steps": 150 + 40, "cpu_hours": pytest.approx(1.5 + 0.5)}
+    assert legs[1]["cumulative_cpu_hours"] == pytest.approx(4.0)
+    # Nothing trained since: a bundle again adds no steps and no hours.
+    legs = append_leg(legs, runs, figures, "three")
+    assert legs[2]["runs"] == {} and legs[2]["cumulative_cpu_hours"] == pytest.approx(4.0)
+    # A run from before the trainer kept cpu_seconds: the time since, at its last thread count.
+    old = append_leg(legs, [_run("runs/a", 300, train_seconds=10800.0, threads=2)], figures, "four")
+    assert old[3]["runs"]["dit"] == {"steps": 50, "cpu_hours": pytest.approx(1.0)}
+
+
+def test_bundle_ships_a_vae_whose_decoder_trained_on_and_refuses_another_encoder(tiny_model_dir, tmp_path):
+    from kinetoscope.bundle import replace_vae
+    from kinetoscope.errors import ConfigError
+    from kinetoscope.vae import CausalVAE
+
+    shipped = tmp_path / "bundle" / "vae"
+    shipped.parent.mkdir()
+    shutil.copytree(Path(tiny_model_dir) / "vae", shipped)
+    vae = CausalVAE.from_pretrained(shipped)
+    with torch.no_grad():
+        next(vae.decoder.parameters()).add_(1.0)
+        vae.save_pretrained(tmp_path / "decoder")
+        next(vae.encoder.parameters()).add_(1.0)
+        vae.save_pretrained(tmp_path / "encoder")
+    with pytest.raises(ConfigError, match="another encoder"):
+        replace_vae(shipped, tmp_path / "encoder", torch.float16)
+    replace_vae(shipped, tmp_path / "decoder", torch.float16)
+    decoded = next(CausalVAE.from_pretrained(shipped).decoder.parameters())
+    assert torch.allclose(decoded, next(vae.decoder.parameters()), atol=1e-2)

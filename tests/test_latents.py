@@ -153,3 +153,19 @@ def test_encode_a_manifest_keeps_ground_truth_and_lists_unreadable_files(cli, va
     assert {r["caption"] for r in dataset.records} == {e.caption for e in entries}
     assert all(r["state"]["scenario"] == r["scenario"] == "solo" and r["frames"] == 9 for r in dataset.records)
     assert dataset[0].latent.shape == (4, 3, 4, 4)
+
+
+def test_digest_names_the_encoder_whatever_the_decoder_or_stored_precision(vae_dir, tmp_path):
+    from kinetoscope.bundle import copy_tree
+
+    half = tmp_path / "half"
+    copy_tree(vae_dir, half, torch.float16)  # how a bundle stores it
+    assert vae_digest(half) == vae_digest(vae_dir)
+    vae = CausalVAE.from_pretrained(vae_dir)
+    with torch.no_grad():
+        next(vae.decoder.parameters()).add_(1.0)  # another decoder: the latents still hold
+        vae.save_pretrained(tmp_path / "decoder")
+        next(vae.encoder.parameters()).add_(1.0)  # another encoder: they do not
+        vae.save_pretrained(tmp_path / "encoder")
+    assert vae_digest(tmp_path / "decoder") == vae_digest(vae_dir)
+    assert vae_digest(tmp_path / "encoder") != vae_digest(vae_dir)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from test_train import losses, toy_config, write_config
 
@@ -96,3 +97,26 @@ def test_kill_during_checkpoint_save_leaves_previous_checkpoint(tmp_path):
     assert [s for s, _ in list_checkpoints(run)] == [4, 8]
     assert not partial.exists()
     assert sorted(losses(run)) == list(range(1, 9))
+
+
+def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint_and_the_same_command_goes_on(tmp_path):
+    import json
+
+    steps = 100_000  # far more than it runs before the signal
+    config = write_config(tmp_path / "run.yaml", toy_config(tmp_path / "run", steps=steps, checkpoint_every=10_000))
+    proc = cli_process(config)
+    wait_for(lambda: last_logged_step(tmp_path / "run") >= 5, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    assert "asked to (SIGTERM)" in proc.stderr.read()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    done = summary["steps_done"]
+    assert summary["stopped_by"] == "signal" and 5 <= done < steps
+    assert list_checkpoints(tmp_path / "run")[-1][0] == done  # saved at the step it stopped on
+    assert sorted(losses(tmp_path / "run")) == list(range(1, done + 1))
+    assert summary["cpu_seconds"] == pytest.approx(summary["train_seconds"] * summary["threads"], rel=0.01)
+
+    more = toy_config(tmp_path / "run", steps=done + 3, checkpoint_every=10_000)
+    resumed = cli_process(write_config(tmp_path / "more.yaml", more))
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    assert sorted(losses(tmp_path / "run")) == list(range(1, done + 4))

@@ -327,3 +327,34 @@ def test_train_vae_on_crops_from_the_posterior_mean(world_data, tmp_path, monkey
     train(TrainConfig.from_dict(cfg))
     assert shapes and all(s[2:] == (9, 16, 24) for s in shapes)  # 32x32 clips, cropped to 16x24 (height x width)
     assert all(float(r["l2"]) > 0 for r in read_metrics(tmp_path / "run"))
+
+
+def test_train_vae_decoder_alone_keeps_the_encoder_and_its_latents(world_data, tmp_path, cli):
+    from safetensors.torch import load_file
+
+    from kinetoscope.data.latents import vae_digest
+    from kinetoscope.train import TrainConfig, train
+    from kinetoscope.vae import CausalVAE, VAEConfig
+
+    start = tmp_path / "start"
+    CausalVAE(VAEConfig.from_preset("tiny")).save_pretrained(start)
+    cfg = {
+        "run_dir": str(tmp_path / "run"), "steps": 2, "log_every": 1, "checkpoint_every": 100,
+        "data": {"source": "manifest", "manifest": str(world_data / "mixed.jsonl"), "batch_size": 2},
+        "task": {"kind": "vae", "init_from": str(start), "train_encoder": False, "stats_batches": 1,
+                 "loss": {"adversarial_weight": 0.0, "foreground_weight": 4.0}},
+    }  # fmt: skip
+    final = train(TrainConfig.from_dict(cfg))
+    before, after = load_file(start / "model.safetensors"), load_file(final / "model.safetensors")
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    assert vae_digest(final) == vae_digest(start)  # the same latents: a dataset it wrote still trains
+    stats = [json.loads((d / "config.json").read_text())["latent_mean"] for d in (start, final)]
+    assert stats[0] == stats[1]  # kept, not measured again
+
+    cfg["task"].pop("init_from")
+    cfg["run_dir"] = str(tmp_path / "run2")
+    code, _, err = run_cli(cli, tmp_path, "vae", cfg)
+    assert code == 2 and "set task.init_from" in err and len(err.strip().splitlines()) == 1

@@ -476,3 +476,17 @@ def test_object_colour_error_measures_only_the_pixels_unlike_the_background():
     shifted[:, 0, 0] = 0  # a background pixel far off does not count
     assert object_colour_error(frames, shifted) == pytest.approx(10.0)
     assert object_colour_error(np.full((1, 8, 8, 3), 9, np.uint8), np.zeros((1, 8, 8, 3), np.uint8)) is None
+
+
+def test_foreground_weight_counts_object_pixels_that_many_times():
+    standard = DiagonalGaussian(torch.zeros(1, 4, 1, 2, 2), torch.zeros(1, 4, 1, 2, 2))
+    x = torch.full((1, 3, 1, 8, 8), -1.0)
+    x[..., :2, :2] = 1.0  # a 2x2 object: 4 of 64 pixels
+    error = torch.zeros_like(x)
+    error[..., :2, :2] = 0.5  # only the object is wrong
+    weighted = VAELossConfig(l1_weight=0.0, l2_weight=1.0, ssim_weight=0.0, foreground_weight=4.0)
+    loss, logs = vae_loss(x, x + error, standard, weighted)
+    assert logs["l2"] == pytest.approx(0.25 * 4 / 64)  # logged: the plain mean, comparable to PSNR
+    assert loss.item() == pytest.approx(0.25 * 4 * 4 / (60 + 4 * 4), rel=1e-5)  # each object pixel counts 4 times
+    plain = VAELossConfig(l1_weight=0.0, l2_weight=1.0, ssim_weight=0.0)
+    assert vae_loss(x, x + error, standard, plain)[0].item() == pytest.approx(logs["l2"], rel=1e-5)

@@ -72,6 +72,8 @@ class BundleOptions:
     model: Path
     out: Path = Path("models/world")
     captioner: Path | None = None
+    #: A VAE to ship instead of the model's own: one whose decoder alone trained on (same encoder).
+    vae: Path | None = None
     runs: tuple[Path, ...] = ()
     dtype: str = "fp16"
     max_mb: float = 150.0
@@ -100,7 +102,10 @@ def bundle(options: BundleOptions) -> Path:
     """Build ``options.out`` (weights, evaluation, ``MODEL.md``); returns the model card's path."""
     from kinetoscope.progress import ProgressBar
 
-    runs = [read_run(r) for r in (options.runs or infer_runs(options.model, options.captioner))]
+    runs = [read_run(r) for r in (options.runs or infer_runs(options.model, options.captioner, options.vae))]
+    kinds = [run["name"] for run in runs]
+    for run in runs:  # two runs of a kind (a VAE and its decoder leg) go by their directories' names
+        run["label"] = run["name"] if kinds.count(run["name"]) == 1 else Path(run["dir"]).name
     with atomic_directory(options.out) as stage:
         components = copy_weights(options, stage)
         pipeline_check(stage)
@@ -113,7 +118,7 @@ def bundle(options: BundleOptions) -> Path:
                 bar.advance(1, step=step)
         pictures = stage / PICTURES
         pictures.mkdir(exist_ok=True)
-        curves = {run["name"]: draw_loss_curve(run, pictures / f"loss_{run['name']}.png") for run in runs}
+        curves = {run["label"]: draw_loss_curve(run, pictures / f"loss_{run['label']}.png") for run in runs}
         sample_sheet(measured["samples"]).save(pictures / "samples.png")
         configs = copy_run_configs(runs, stage / TRAINING)
         _write_eval_report(stage / "eval", [measured[s] for s in SUITES], options)
@@ -144,6 +149,8 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
         )
     dtype = DTYPES[options.dtype]
     copy_tree(options.model, stage, dtype)
+    if options.vae is not None:
+        replace_vae(stage / "vae", options.vae, dtype)
     if options.captioner is not None:
         from kinetoscope.language.captioner import Captioner
 
@@ -164,6 +171,23 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
     index["model_id"] = model_id(options.out.name, stage / "dit" / "model.safetensors")
     atomic_write_json(stage / "model_index.json", index)
     return [_component(d) for d in sorted(stage.iterdir()) if (d / "model.safetensors").is_file()]
+
+
+def replace_vae(shipped: Path, vae: Path, dtype: torch.dtype) -> None:
+    """Ship ``vae`` in place of the model's VAE, if its encoder is the one the transformer learnt
+    (the latents are the same; only the pictures decoded from them change)."""
+    from kinetoscope.data.latents import vae_digest
+
+    if not (vae / "model.safetensors").is_file():
+        raise CheckpointError(f"--vae {vae} is not a saved VAE (model.safetensors is missing).", param="vae")
+    if vae_digest(vae) != vae_digest(shipped):
+        raise ConfigError(
+            f"--vae {vae} has another encoder than the model's VAE, so the transformer's latents mean nothing "
+            "to it; pass a VAE trained on from the model's with task.train_encoder: false.",
+            param="vae",
+        )
+    shutil.rmtree(shipped)
+    copy_tree(vae, shipped, dtype)
 
 
 def copy_tree(src: Path, dst: Path, dtype: torch.dtype) -> None:
@@ -315,6 +339,8 @@ def bundle_command(options: BundleOptions) -> str:
     argv = ["kinetoscope", "bundle", "--model", str(options.model), "--out", str(options.out)]
     if options.captioner is not None:
         argv += ["--captioner", str(options.captioner)]
+    if options.vae is not None:
+        argv += ["--vae", str(options.vae)]
     for run in options.runs:
         argv += ["--run", str(run)]
     argv += [
@@ -339,17 +365,22 @@ def leg_figures(measured: dict[str, Any]) -> dict[str, float | None]:
 
 
 # ---------------------------------------------------------------- runs and pictures
-def infer_runs(model: Path, captioner: Path | None) -> list[Path]:
-    """The run directories behind the given exports: ``RUN/final`` -> ``RUN``, and the DiT run's VAE."""
+def infer_runs(model: Path, captioner: Path | None, vae: Path | None = None) -> list[Path]:
+    """The run directories behind the given exports: ``RUN/final`` -> ``RUN``, the runs of the VAE
+    (the DiT run's, or ``vae``'s and the runs it was trained on from), and the captioner's."""
     candidates = [model.parent]
-    config = model.parent / "config.json"
-    if config.is_file():
-        vae = json.loads(config.read_text()).get("task", {}).get("vae")
-        if vae:
-            candidates.insert(0, Path(vae).parent)
+    vae_export = vae or _task_option(model.parent, "vae")
+    while vae_export is not None and Path(vae_export).parent not in candidates:
+        candidates.insert(0, Path(vae_export).parent)
+        vae_export = _task_option(Path(vae_export).parent, "init_from")
     if captioner is not None:
         candidates.append(captioner.parent)
     return [c for c in dict.fromkeys(candidates) if (c / "config.json").is_file()]
+
+
+def _task_option(run_dir: Path, name: str) -> str | None:
+    config = run_dir / "config.json"
+    return json.loads(config.read_text()).get("task", {}).get(name) if config.is_file() else None
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -384,7 +415,7 @@ def draw_loss_curve(run: dict[str, Any], path: Path) -> str:
     width, height, margin = 480, 300, 50
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((margin, 10), f"{run['name']}: training loss", fill="black")
+    draw.text((margin, 10), f"{run['label']}: training loss", fill="black")
     box = (margin, 30, width - 15, height - 35)
     draw.rectangle(box, outline=(120, 120, 120))
     if points:
@@ -448,9 +479,9 @@ def copy_run_configs(runs: list[dict[str, Any]], directory: Path) -> dict[str, P
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
     for run in runs:
-        path = directory / f"{run['name']}.json"
+        path = directory / f"{run['label']}.json"
         atomic_write_json(path, run["config"])
-        out[run["name"]] = path
+        out[run["label"]] = path
     return out
 
 
@@ -546,7 +577,7 @@ def _training_section(runs: list[dict[str, Any]], curves: dict[str, str]) -> lis
         steps_done = summary["steps_done"] if summary else (int(run["rows"][-1]["step"]) if run["rows"] else 0)
         stopped = "–"
         if summary:
-            stopped = "time limit" if summary["stopped_by"] == "time_limit" else "all steps"
+            stopped = {"time_limit": "time limit", "signal": "asked to stop"}.get(summary["stopped_by"], "all steps")
             if summary["time_limit_minutes"]:
                 stopped += f" ({summary['time_limit_minutes']:g} min budget)"
         seconds, how = wall_seconds(run)
@@ -634,9 +665,9 @@ def _retrain_section(runs: list[dict[str, Any]], configs: dict[str, Path], optio
     for run in runs:
         summary = run["summary"]
         extra = ""
-        if summary and summary["stopped_by"] == "time_limit":
+        if summary and summary["stopped_by"] in ("time_limit", "signal"):
             # Same steps without the clock: the budget made the count depend on the machine.
             extra = f" --set steps={summary['steps_done']} --set time_limit_minutes=null"
-        lines.append(f"kinetoscope train {run['name']} --config {options.out}/{TRAINING}/{configs[run['name']].name}{extra}")
+        lines.append(f"kinetoscope train {run['name']} --config {options.out}/{TRAINING}/{configs[run['label']].name}{extra}")
     lines += [bundle_command(options), "```"]
     return lines

@@ -862,6 +862,9 @@ def bundle_command(
     model: Path = typer.Option(..., help="A trained transformer export: the final/ directory of `kinetoscope train dit`."),
     note: str = typer.Option(..., help="How the model was trained, in a sentence (goes into MODEL.md as written)."),
     captioner: Optional[Path] = typer.Option(None, help="A trained captioner directory to ship as captioner/."),
+    vae: Optional[Path] = typer.Option(
+        None, help="A VAE to ship instead of the model's: one whose decoder alone trained on (task.train_encoder: false)."
+    ),
     run: Optional[list[Path]] = typer.Option(
         None, "--run", help="A run directory (config.json, metrics.csv) for the card (repeatable). Default: the runs behind --model and --captioner."
     ),
@@ -883,7 +886,7 @@ def bundle_command(
     width, height = parse_size(size)
     timing_width, timing_height = parse_size(timing_size)
     options = BundleOptions(
-        model=model, out=out, captioner=captioner, runs=tuple(run or ()), dtype=dtype, max_mb=max_mb, n=n,
+        model=model, out=out, captioner=captioner, vae=vae, runs=tuple(run or ()), dtype=dtype, max_mb=max_mb, n=n,
         width=width, height=height, frames=frames, seed=seed, device=device, note=note,
         timing_width=timing_width, timing_height=timing_height, timing_seconds=timing_seconds,
     )  # fmt: skip

@@ -2,9 +2,9 @@
 
 The bundled model is trained in legs of a few CPU-hours, each continuing from the last one's
 committed weights. ``legs.json`` in the model directory lists them (date, note, steps and
-CPU-hours per run, and the figures the bundle measured); :func:`append_leg` carries the list
-from the previous bundle into the new one, and :func:`draw_legs` plots the figures against
-cumulative CPU-hours.
+CPU-hours per task, the step each run directory was counted to, and the figures the bundle
+measured); :func:`append_leg` carries the list from the previous bundle into the new one, and
+:func:`draw_legs` plots the figures against cumulative CPU-hours.
 """
 
 from __future__ import annotations
@@ -31,33 +31,64 @@ def read_legs(model_dir: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def cpu_hours(summary: dict[str, Any] | None) -> float | None:
-    """A run's training time in CPU-hours: wall seconds times the threads it ran (the cores it held)."""
-    if not summary:
-        return None
-    return float(summary["train_seconds"]) * int(summary.get("threads") or 1) / 3600.0
-
-
 def append_leg(previous: list[dict[str, Any]], runs: list[dict[str, Any]], figures: dict[str, float | None], note: str) -> list[dict[str, Any]]:
-    """The previous legs plus this one: its runs' steps and CPU-hours, and the bundle's figures."""
-    leg_runs = {}
+    """The previous legs plus this one: the steps and CPU-hours its runs added since the last legs
+    counted them (per task kind), and the bundle's figures."""
+    leg_runs: dict[str, dict[str, float]] = {}
+    counted = []
     for run in runs:
-        summary = run["summary"]
-        steps = summary["steps_done"] if summary else (int(run["rows"][-1]["step"]) if run["rows"] else 0)
-        start = summary.get("started_at_step", 0) if summary else 0
-        leg_runs[run["name"]] = {"steps": steps - start, "cpu_hours": cpu_hours(summary)}
-    spent = sum(r["cpu_hours"] or 0.0 for r in leg_runs.values())
-    total = (previous[-1]["cumulative_cpu_hours"] if previous else 0.0) + spent
+        share = _new_share(run, _last_count(previous, str(run["dir"])))
+        if share is None:  # trained in an earlier leg and not since: already counted
+            continue
+        steps, seconds, mark = share
+        counted.append(mark)
+        total = leg_runs.setdefault(run["name"], {"steps": 0, "cpu_hours": 0.0})
+        total["steps"] += steps
+        total["cpu_hours"] += seconds / 3600.0
+    spent = sum(r["cpu_hours"] for r in leg_runs.values())
+    total_hours = (previous[-1]["cumulative_cpu_hours"] if previous else 0.0) + spent
     leg = {
         "leg": len(previous) + 1,
         "date": datetime.date.today().isoformat(),
         "note": note,
         "runs": leg_runs,
+        "counted": counted,
         "cpu_hours": spent,
-        "cumulative_cpu_hours": total,
+        "cumulative_cpu_hours": total_hours,
         "figures": figures,
     }
     return [*previous, leg]
+
+
+def _last_count(legs: list[dict[str, Any]], run_dir: str) -> dict[str, Any] | None:
+    """Where the legs last counted a run directory: its step, train_seconds and cpu_seconds then."""
+    marks = [m for leg in legs for m in leg.get("counted", []) if m["dir"] == run_dir]
+    return marks[-1] if marks else None
+
+
+def _new_share(run: dict[str, Any], seen: dict[str, Any] | None) -> tuple[int, float, dict[str, Any]] | None:
+    """The steps and core-seconds a run added since ``seen``, and the mark to count it to now."""
+    summary = run["summary"]
+    if summary:
+        step, train_seconds = int(summary["steps_done"]), float(summary["train_seconds"])
+        # Runs from before the trainer kept cpu_seconds: the time since, at the last invocation's threads.
+        cpu = summary.get("cpu_seconds")
+        added_cpu = (
+            float(cpu) - (seen or {}).get("cpu_seconds", 0.0)
+            if cpu is not None
+            else (train_seconds - (seen or {}).get("train_seconds", 0.0)) * int(summary.get("threads") or 1)
+        )
+    else:  # no summary (a run stopped by hand): the logged steps, time unknown
+        step, train_seconds, added_cpu = (int(run["rows"][-1]["step"]) if run["rows"] else 0), 0.0, 0.0
+    if seen is not None and step <= seen["step"]:
+        return None
+    mark = {
+        "dir": str(run["dir"]),
+        "step": step,
+        "train_seconds": train_seconds,
+        "cpu_seconds": (seen or {}).get("cpu_seconds", 0.0) + added_cpu,
+    }
+    return step - (seen["step"] if seen else 0), added_cpu, mark
 
 
 def legs_table(legs: list[dict[str, Any]]) -> list[str]:

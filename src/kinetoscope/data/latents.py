@@ -5,9 +5,8 @@ trains on latents written once. Format ``kinetoscope-latents``, version 1, a dir
 
 - ``index.json``: ``{"format", "version", "samples", "shards": [names], "vae": {...}}``, where
   ``vae`` records the encoder's ``latent_channels``, ``spatial_compression``,
-  ``temporal_compression`` and ``digest`` (the first 16 hex digits of the SHA-256 of its
-  ``model.safetensors``), so a trainer can refuse latents of another VAE. Written last: a
-  directory without it is unfinished.
+  ``temporal_compression`` and ``digest`` (``vae_digest``: what fixes the latents it writes), so a
+  trainer can refuse latents of another encoder. Written last: a directory without it is unfinished.
 - ``shard-00000.safetensors``, ...: for sample ``k`` of the shard, ``latent.k`` (float16,
   ``(C, t, h, w)``, normalised as ``CausalVAE.encode`` returns it) and ``foreground.k`` (uint8,
   ``(t, h, w)``: 1 where the latent cell covers pixels unlike the clip's background); the
@@ -60,14 +59,20 @@ class EncodeItem:
     record: dict[str, Any]
 
 
+def foreground_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """Bool ``(..., T, H, W)`` of videos ``(..., 3, T, H, W)`` in [-1, 1]: pixels that differ from
+    their clip's median colour by more than ``FOREGROUND_THRESHOLD`` in some channel (its objects)."""
+    background = pixels.flatten(-3).median(dim=-1).values[..., None, None, None]
+    return (pixels - background).abs().amax(dim=-4) > FOREGROUND_THRESHOLD
+
+
 def foreground_cells(pixels: torch.Tensor, spatial: int, temporal: int) -> torch.Tensor:
     """Bool ``(t, h, w)``: latent cells over pixels unlike the clip's median colour.
 
     Latent frame 0 covers pixel frame 0 alone and frame i covers frames ``temporal*(i-1)+1 ..
     temporal*i`` (the VAE's causal layout); a cell covers ``spatial x spatial`` pixels.
     """
-    background = pixels.flatten(1).median(dim=1).values.view(3, 1, 1, 1)
-    differs = (pixels - background).abs().amax(dim=0) > FOREGROUND_THRESHOLD  # (T, H, W)
+    differs = foreground_pixels(pixels)
     first, rest = differs[:1], differs[1:]
     t, h, w = rest.shape
     rest = rest.reshape(t // temporal, temporal, h, w).any(dim=1) if t else rest
@@ -76,11 +81,21 @@ def foreground_cells(pixels: torch.Tensor, spatial: int, temporal: int) -> torch
 
 
 def vae_digest(vae_dir: str | os.PathLike) -> str:
-    """What identifies a VAE's weights: 16 hex digits of its ``model.safetensors``'s SHA-256."""
+    """16 hex digits of the SHA-256 of what fixes a VAE's latents: its encoder's weights in half
+    precision (the precision latents are stored in, and bundles keep) and its latent statistics.
+
+    The decoder is left out, so a VAE whose decoder alone trained on (``task.train_encoder:
+    false``) still reads the latents its encoder wrote, and so does its half-precision bundle.
+    """
+    from safetensors import safe_open
+
     digest = hashlib.sha256()
-    with open(Path(vae_dir) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with safe_open(Path(vae_dir) / "model.safetensors", framework="pt") as f:
+        for name in sorted(k for k in f.keys() if k.startswith("encoder.")):
+            digest.update(name.encode())
+            digest.update(f.get_tensor(name).to(torch.float16).numpy().tobytes())
+    config = json.loads((Path(vae_dir) / "config.json").read_text())
+    digest.update(json.dumps([config.get("latent_mean"), config.get("latent_std")]).encode())
     return digest.hexdigest()[:16]
 
 

@@ -5,15 +5,17 @@ loss under autocast, backward each optimizer's loss into its own parameters, ski
 anything is not finite, clip, step AdamW, update the EMA, then log, sample and checkpoint.
 Everything a step depends on (weights, optimizer moments, RNG states, data position) is in the
 checkpoint, so a resumed run repeats an uninterrupted one exactly on the CPU. With
-``time_limit_minutes`` a run ends early at a step boundary, checkpointed and exported as if
-that step were its last, and the same command resumes it.
+``time_limit_minutes``, or on SIGTERM (``kill PID``), a run ends early at a step boundary,
+checkpointed and exported as if that step were its last, and the same command resumes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +137,7 @@ class Trainer:
             torch.cuda.manual_seed(derive_seed(cfg.seed, "rank", info.rank))
         self.nan_skipped, self.nan_streak = 0, 0
         self.prior_seconds = 0.0  # training time of earlier invocations, from the checkpoint
+        self.prior_cpu_seconds = 0.0
         self.skipped = SkippedFiles(self.run_dir)
         self.data_state = PlanState()
         if checkpoint is None:
@@ -190,6 +193,7 @@ class Trainer:
             "nan_skipped": self.nan_skipped,
             "nan_streak": self.nan_streak,
             "train_seconds": self._train_seconds(),
+            "cpu_seconds": self._cpu_seconds(),
         }
         return ckpt.save_checkpoint(
             self.run_dir,
@@ -225,6 +229,8 @@ class Trainer:
         self.nan_skipped = int(state.get("nan_skipped", 0))
         self.nan_streak = int(state.get("nan_streak", 0))
         self.prior_seconds = float(state.get("train_seconds", 0.0))
+        # A checkpoint from before cpu_seconds was kept: its time counted at today's thread count.
+        self.prior_cpu_seconds = float(state.get("cpu_seconds", self.prior_seconds * self._cores()))
         rank_state = ckpt.load_rank_state(directory, self.info.rank)
         step = int(state["step"])
         if rank_state is not None and state["world_size"] == self.info.world_size:
@@ -248,6 +254,29 @@ class Trainer:
     def run(self) -> Path:
         cfg, info = self.config, self.info
         self.started = time.monotonic()  # the time limit counts from here, set-up included
+        self.stop_asked = False
+        with self._stop_on_sigterm():
+            return self._run()
+
+    @contextlib.contextmanager
+    def _stop_on_sigterm(self) -> Iterator[None]:
+        """SIGTERM asks the loop to stop after the current step, as the time limit does: a run on a
+        shared machine is paused for a test or a benchmark without losing a step."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum: int, frame: Any) -> None:
+            self.stop_asked = True
+
+        previous = signal.signal(signal.SIGTERM, ask)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _run(self) -> Path:
+        cfg, info = self.config, self.info
         start = done = self._setup()
         logger = MetricsLogger(self.run_dir, start) if info.is_main else None
         batches = self._batches()
@@ -278,9 +307,10 @@ class Trainer:
                     if out_of_time:
                         break
             if out_of_time and info.is_main:
+                why = "asked to (SIGTERM)" if self.stop_asked else f"the time limit of {cfg.time_limit_minutes:g} minutes is spent"
                 print(
-                    f"Stopped at step {done} of {cfg.steps}: the time limit of {cfg.time_limit_minutes:g} minutes is "
-                    f"spent; the checkpoint and final model hold step {done} (run the same command again to go on).",
+                    f"Stopped at step {done} of {cfg.steps}: {why}; the checkpoint and final model hold step {done} "
+                    "(run the same command again to go on).",
                     file=sys.stderr,
                 )
             final = self._export()
@@ -292,16 +322,23 @@ class Trainer:
                 logger.close()
 
     def _out_of_time(self) -> bool:
-        """Rank 0's clock decides and every rank gets its answer, so all ranks stop at the same step."""
+        """Rank 0's clock (or any rank's SIGTERM) decides and every rank gets its answer, so all ranks
+        stop at the same step."""
         limit = self.config.time_limit_minutes
-        if limit is None:
-            return False
-        spent = self.info.is_main and time.monotonic() - self.started >= 60.0 * limit
-        return any_rank(spent, self.info)
+        spent = limit is not None and self.info.is_main and time.monotonic() - self.started >= 60.0 * limit
+        return any_rank(spent or self.stop_asked, self.info)
 
     def _train_seconds(self) -> float:
         """Wall time spent training this run, over every invocation (set-up and waits included)."""
         return self.prior_seconds + time.monotonic() - self.started
+
+    def _cores(self) -> int:
+        return torch.get_num_threads() * self.info.world_size
+
+    def _cpu_seconds(self) -> float:
+        """Core-seconds of this run over every invocation: wall time times the threads of every rank
+        (what a training leg of the bundled model is measured in, whatever threads each part ran)."""
+        return self.prior_cpu_seconds + (time.monotonic() - self.started) * self._cores()
 
     def _write_summary(self, start: int, done: int, out_of_time: bool) -> None:
         device = self.device
@@ -311,10 +348,11 @@ class Trainer:
             "started_at_step": start,
             "steps_done": done,
             "steps": self.config.steps,
-            "stopped_by": "time_limit" if out_of_time else "steps",
+            "stopped_by": ("signal" if self.stop_asked else "time_limit") if out_of_time else "steps",
             "time_limit_minutes": self.config.time_limit_minutes,
             "wall_seconds": round(time.monotonic() - self.started, 3),
             "train_seconds": round(self._train_seconds(), 3),
+            "cpu_seconds": round(self._cpu_seconds(), 3),
             "device": f"{self.info.world_size} x {name}",
             "threads": torch.get_num_threads(),
         }

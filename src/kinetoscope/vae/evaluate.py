@@ -60,10 +60,10 @@ def reconstruct(vae: CausalVAE, frames: np.ndarray, **options) -> tuple[np.ndarr
 def object_colour_error(original: np.ndarray, reconstruction: np.ndarray) -> float | None:
     """Mean absolute error, in levels of 255, of the pixels that differ from the clip's median
     colour by more than 15% in some channel (its objects); None when nothing does."""
-    from kinetoscope.data.latents import FOREGROUND_THRESHOLD
+    from kinetoscope.data.latents import foreground_pixels
+    from kinetoscope.io import frames_to_tensor
 
-    background = np.median(original.reshape(-1, 3), axis=0)
-    objects = np.abs(original.astype(np.float32) - background).max(axis=-1) > FOREGROUND_THRESHOLD * 127.5
+    objects = foreground_pixels(frames_to_tensor(original)).numpy()
     if not objects.any():
         return None
     return float(np.abs(original.astype(np.float32) - reconstruction.astype(np.float32))[objects].mean())

@@ -21,6 +21,10 @@ class VAELossConfig(Config):
     #: L1 alone settles on the background: its gradient is the same size for every pixel, so the
     #: many background pixels' sign noise drowns the few object pixels. L2 weighs errors by size.
     l2_weight: float = 0.0
+    #: How many times a pixel of an object (``kinetoscope.data.latents.foreground_pixels``) counts
+    #: in L1 and L2 against one of the background: objects are a few percent of a world clip's
+    #: pixels, and their colours and edges are what a viewer and the detectors judge.
+    foreground_weight: float = 1.0
     #: Weight of (1 - SSIM); SSIM keeps edges and texture that L1 alone blurs.
     ssim_weight: float = 0.2
     #: Small, as in latent-diffusion VAEs: enough to keep latents bounded, not to blur them.
@@ -116,11 +120,21 @@ def vae_loss(
     """
     error = reconstruction - x
     l1, l2 = error.abs().mean(), error.square().mean()
-    similarity = ssim(reconstruction, x)
+    if config.foreground_weight != 1.0:
+        from kinetoscope.data.latents import foreground_pixels
+
+        weight = 1.0 + (config.foreground_weight - 1.0) * foreground_pixels(x).unsqueeze(1).to(x.dtype)
+        weighted_l1 = (weight * error.abs()).sum() / (weight.sum() * x.shape[1])
+        weighted_l2 = (weight * error.square()).sum() / (weight.sum() * x.shape[1])
+    else:
+        weighted_l1, weighted_l2 = l1, l2
+    # SSIM's windows cost a fifth of a small VAE's step: without its term it is only logged.
+    with torch.set_grad_enabled(torch.is_grad_enabled() and config.ssim_weight > 0):
+        similarity = ssim(reconstruction, x)
     kl = kl_loss(posterior)
     total = (
-        config.l1_weight * l1
-        + config.l2_weight * l2
+        config.l1_weight * weighted_l1
+        + config.l2_weight * weighted_l2
         + config.ssim_weight * (1.0 - similarity)
         + config.kl_weight * kl
     )

@@ -21,7 +21,7 @@ from torch import nn
 from kinetoscope.config import Config
 from kinetoscope.data.batching import pixel_count
 from kinetoscope.data.datasets import VideoSample, collate_videos, group_by_shape
-from kinetoscope.errors import KinetoscopeError
+from kinetoscope.errors import ConfigError, KinetoscopeError
 from kinetoscope.train.data import shape_rule, video_source
 from kinetoscope.train.tasks.base import LossOutput, OptimizerSpec, ShapeGroups, StepContext, Task
 
@@ -49,6 +49,10 @@ class VAETaskConfig(Config):
     #: takes thousands of steps to shrink: until then the decoder sees mostly noise. A short
     #: budget learns several times faster from the mean.
     sample_posterior: bool = True
+    #: ``false`` trains the decoder alone and keeps ``init_from``'s encoder and latent statistics,
+    #: so every latent dataset that encoder wrote stays valid (``kinetoscope.data.latents.vae_digest``):
+    #: a later leg sharpens the pictures without encoding the data again or unsettling the transformer.
+    train_encoder: bool = True
 
 
 class VAETask(Task):
@@ -61,6 +65,8 @@ class VAETask(Task):
         from kinetoscope.vae.losses import VAELossConfig
 
         self.loss_config = VAELossConfig.from_dict(self.options.loss)
+        if not self.options.train_encoder and not self.options.init_from:
+            raise ConfigError("task.train_encoder: false keeps a trained encoder: set task.init_from=VAE_DIR too.")
 
     @property
     def uses_discriminator(self) -> bool:
@@ -78,6 +84,8 @@ class VAETask(Task):
 
         o = self.options
         vae = CausalVAE.from_pretrained(o.init_from) if o.init_from else CausalVAE(self._vae_config())
+        if not o.train_encoder:
+            vae.encoder.requires_grad_(False)  # no gradient, no optimizer state, no EMA: kept as loaded
         models: dict[str, nn.Module] = {"vae": ShapeGroups(vae.train())}
         if self.uses_discriminator:
             from kinetoscope.vae.losses import PatchDiscriminator
@@ -160,6 +168,9 @@ class VAETask(Task):
         from kinetoscope.vae.stats import measure_latent_stats
 
         vae = models["vae"].module
+        if not self.options.train_encoder:  # the loaded encoder's statistics still hold
+            vae.save_pretrained(out_dir)
+            return
         mean, std = measure_latent_stats(vae, self._clips(self.options.stats_batches, next(vae.parameters()).device))
         vae.set_latent_stats(mean, std)
         vae.save_pretrained(out_dir)
