@@ -73,9 +73,9 @@ def blind_score(truth: SceneText, prior: dict[str, str | None]) -> AttributeScor
     return score_caption(guess, truth)
 
 
-def plainly_shown(state_object: dict) -> str:
+def plainly_shown(state: dict, index: int) -> str:
     """Both splits at once: a heading that holds through frame 1, 6 degrees or more from an edge."""
-    plain = first_step(state_object) == HEADING_HOLDS and boundary_margin(state_object) == MARGINS[2]
+    plain = first_step(state, index) == HEADING_HOLDS and boundary_margin(state, index) == MARGINS[2]
     return "plain to see (both)" if plain else "turned or near an edge (either)"
 
 

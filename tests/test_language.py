@@ -29,10 +29,12 @@ from kinetoscope.world.vocabulary import direction_word, size_word, speed_word
 
 # ---------------------------------------------------------------- parse <-> the world's caption writer
 def _expected_motion(obj: dict, state: dict) -> tuple[str, str | None, str | None]:
-    """(motion, direction, speed) the world's state says, in caption words."""
+    """(motion, direction, speed) the world's state says, in caption words: the heading as the
+    frames show it, after a bounce or a collision before frame 1."""
     if obj["role"] == "agent":
         return "player", None, None
-    vx, vy = obj["velocity"][0]
+    turned = [e for e in state["events"] if e["type"] in ("bounce", "collision") and obj["id"] in e["objects"] and e["frame"] <= 1]
+    vx, vy = obj["velocity"][1 if turned else 0]
     speed = math.hypot(vx, vy)
     heading = (direction_word(vx, vy), speed_word(speed))
     if obj["role"] == "brush":
@@ -40,6 +42,11 @@ def _expected_motion(obj: dict, state: dict) -> tuple[str, str | None, str | Non
     if state["world"]["gravity"] > 0:
         return ("thrown", *heading) if speed >= STILL_SPEED else ("falls", None, None)
     return ("moves", *heading) if speed >= STILL_SPEED else ("still", None, None)
+
+
+def _moving(vx: float, vy: float) -> dict:
+    """A state of one object moving at ``(vx, vy)`` from frame 0 on."""
+    return {"objects": [{"velocity": [(vx, vy), (vx, vy)]}], "events": []}
 
 
 def _states():
@@ -111,9 +118,10 @@ def test_direction_split_groups_objects_by_what_their_frames_show_of_the_heading
         o.direction == "up" for truth in truths for o in truth.objects
     )
     # 23 degrees lies 0.5 degrees past the up-right sector's edge; 45 degrees is its middle.
-    assert boundary_margin({"velocity": [(math.cos(math.radians(23)), math.sin(math.radians(23)))]}) == MARGINS[0]
-    assert boundary_margin({"velocity": [(-math.cos(math.radians(28)), math.sin(math.radians(28)))]}) == MARGINS[1]
-    assert boundary_margin({"velocity": [(1.0, 1.0)]}) == MARGINS[2]
+    assert boundary_margin(_moving(math.cos(math.radians(23)), math.sin(math.radians(23))), 0) == MARGINS[0]
+    assert boundary_margin(_moving(-math.cos(math.radians(28)), math.sin(math.radians(28))), 0) == MARGINS[1]
+    assert boundary_margin(_moving(1.0, 1.0), 0) == MARGINS[2]
+
 
 @pytest.mark.parametrize(
     "prompt, objects, extra",

@@ -21,7 +21,7 @@ from kinetoscope.world import (
     render_clip,
     sample_clip,
 )
-from kinetoscope.world.captions import describe
+from kinetoscope.world.captions import describe, shown_velocity
 from kinetoscope.world.scenarios import OOD_RADIUS, OOD_SPEED, generate_scene
 from kinetoscope.world.shapes import sample_points
 from kinetoscope.world.vocabulary import ACTIONS, COLORS, GRAVITY, size_word, speed_word, word_range
@@ -272,11 +272,11 @@ def test_every_object_appears_in_the_detailed_caption():
         for state in states(name, range(3), spec):
             short, detailed = describe(state)
             assert short and detailed.endswith(".")
-            for obj in state["objects"]:
+            for index, obj in enumerate(state["objects"]):
                 phrase = f"{size_word(obj['radius'])} {obj['color']} {obj['shape']}"
                 assert phrase in detailed, (name, phrase, detailed)
                 if obj["role"] == "object" and not state["world"]["gravity"]:
-                    speed = math.hypot(*obj["velocity"][0])
+                    speed = math.hypot(*shown_velocity(state, index))
                     assert speed < 0.05 or f"at a {speed_word(speed)} speed" in detailed
             for event in state["events"]:
                 assert re.search(rf"\bframes? [\d, and]*\b{event['frame']}\b", detailed)
@@ -415,3 +415,26 @@ def test_solo_keeps_one_object_in_view_moving_as_its_caption_says():
         assert f" moves {word} " in clip.caption
         headings.add(word)
     assert headings == set(DIRECTIONS)
+
+
+def test_a_heading_turned_before_frame_1_is_captioned_as_the_frames_show_it():
+    from kinetoscope.language.parse import parse_caption
+    from kinetoscope.world.clip import clip_seed
+    from kinetoscope.world.vocabulary import direction_word
+
+    turned = 0
+    for i in range(40):
+        clip = sample_clip("billiards", seed=clip_seed(5, i), width=32, height=32, frames=9)
+        objects = parse_caption(clip.caption).objects
+        for index, obj in enumerate(clip.state["objects"]):
+            early = [
+                e for e in clip.state["events"]
+                if index in e["objects"] and e["type"] in ("bounce", "collision") and e["frame"] <= 1
+            ]  # fmt: skip
+            before, after = (direction_word(*v) for v in obj["velocity"][:2])
+            if early and before != after:
+                turned += 1
+                assert objects[index].direction == after, (i, clip.caption)  # never the heading no frame shows
+            elif objects[index].direction is not None:
+                assert objects[index].direction == before, (i, clip.caption)
+    assert turned >= 3  # billiards balls often start against a cushion

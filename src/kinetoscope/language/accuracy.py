@@ -70,41 +70,44 @@ HEADING_HOLDS, HEADING_TURNS = "holds through frame 1", "turns before frame 1"
 MARGINS = ("under 3 degrees from an edge", "3 to 6 degrees from an edge", "6 degrees or more from an edge")
 
 
-def first_step(state_object: dict) -> str:
-    """Whether the true heading (of the velocity in frame 0) still holds in frame 1.
+def first_step(state: dict, index: int) -> str:
+    """Whether object ``index``'s heading in frame 0 still holds in frame 1.
 
-    Where a bounce, a collision or gravity turns it before frame 1, the frames show it only
-    through the first step's few pixels and what follows.
+    Where a bounce, a collision or gravity turns it before frame 1, the frames show the old
+    heading only through the first step's few pixels, if at all (captions name the new one
+    after a bounce or a collision: :func:`kinetoscope.world.captions.shown_velocity`).
     """
     from kinetoscope.world.vocabulary import direction_word
 
-    velocity = state_object["velocity"]
+    velocity = state["objects"][index]["velocity"]
     return HEADING_HOLDS if direction_word(*velocity[1]) == direction_word(*velocity[0]) else HEADING_TURNS
 
 
-def boundary_margin(state_object: dict) -> str:
-    """How far (in degrees) the true heading lies from the nearest edge of its direction word's
-    45-degree sector: near an edge, a degree of error in the heading read off the frames
-    changes the word."""
-    vx, vy = state_object["velocity"][0]
+def boundary_margin(state: dict, index: int) -> str:
+    """How far (in degrees) object ``index``'s captioned heading lies from the nearest edge of its
+    direction word's 45-degree sector: near an edge, a degree of error in the heading read off
+    the frames changes the word."""
+    from kinetoscope.world.captions import shown_velocity
+
+    vx, vy = shown_velocity(state, index)
     off_edge = (math.degrees(math.atan2(vy, vx)) - 22.5) % 45.0
     margin = min(off_edge, 45.0 - off_edge)
     return MARGINS[0] if margin < 3 else MARGINS[1] if margin < 6 else MARGINS[2]
 
 
 def direction_split(
-    clips: Sequence[Clip], predicted: Sequence[SceneText], group: Callable[[dict], str] = first_step
+    clips: Sequence[Clip], predicted: Sequence[SceneText], group: Callable[[dict, int], str] = first_step
 ) -> dict[str, list[int]]:
     """Direction ``[correct, total]`` of captions ``predicted`` for world ``clips``, per group of
-    objects (in the order of the groups' names above): ``group`` names it from the object's
-    ground-truth state (:func:`first_step`, :func:`boundary_margin`)."""
+    objects (in the order of the groups' names above): ``group(state, index)`` names it from the
+    clip's ground-truth state (:func:`first_step`, :func:`boundary_margin`)."""
     split: dict[str, list[int]] = {}
     for clip, scene in zip(clips, predicted):
         truth = parse_caption(clip.caption)  # its objects are the state's, in order
-        for obj, guess, state in zip(truth.objects, partners(scene, truth), clip.state["objects"]):
+        for index, (obj, guess) in enumerate(zip(truth.objects, partners(scene, truth))):
             if obj.direction is None:
                 continue
-            counts = split.setdefault(group(state), [0, 0])
+            counts = split.setdefault(group(clip.state, index), [0, 0])
             counts[0] += guess is not None and guess.direction == obj.direction
             counts[1] += 1
     order = (HEADING_HOLDS, HEADING_TURNS, *MARGINS)

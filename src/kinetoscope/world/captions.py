@@ -6,7 +6,8 @@ The detailed caption has sentences in this order, each always phrased the same w
    ``"stays still"``, ``"moves {direction} at a {speed} speed"``, ``"falls"``,
    ``"is thrown {direction} at a {speed} speed and falls"``, ``"is the player"`` or, for the
    brush, ``"moves {direction} at a {speed} speed and leaves a {colour} trail of paint"``
-   (direction and speed of its velocity in the first frame);
+   (direction and speed of :func:`shown_velocity`: the velocity in the first frame, or in the
+   second where a bounce or a collision turned it before then, as the frames show it);
 2. the occluder, when there is one: ``"A {colour} bar stands in front of the scene."``;
 3. the background: ``"The background is plain {c}."``, ``"... is a gradient from {top} at the
    top to {bottom} at the bottom."`` or ``"... is {sky} above a checkered {a} and {b} floor."``;
@@ -54,7 +55,10 @@ def describe(state: dict[str, Any]) -> tuple[str, str]:
 
 
 def detailed_caption(state: dict[str, Any]) -> str:
-    sentences = [f"{_capitalise(_indefinite(obj, with_size=True))} {_motion(obj, state)}." for obj in state["objects"]]
+    sentences = [
+        f"{_capitalise(_indefinite(obj, with_size=True))} {_motion(index, state)}."
+        for index, obj in enumerate(state["objects"])
+    ]
     if state["occluder"] is not None:
         color = state["occluder"]["color"]
         sentences.append(f"{_capitalise(article(color))} {color} bar stands in front of the scene.")
@@ -89,12 +93,11 @@ def short_caption(state: dict[str, Any]) -> str:
         return f"{subject} {'bounce' if plural else 'bounces'}"
     if state["world"]["gravity"] > 0:
         return f"{subject} {'fall' if plural else 'falls'}"
-    if all(_speed(obj) < STILL_SPEED for obj in objects):
+    if all(math.hypot(*shown_velocity(state, i)) < STILL_SPEED for i in range(len(objects))):
         return f"{subject} {'stand' if plural else 'stands'} still"
     if plural:
         return f"{subject} move"
-    vx, vy = objects[0]["velocity"][0]
-    return f"{subject} moves {direction_word(vx, vy)}"
+    return f"{subject} moves {direction_word(*shown_velocity(state, 0))}"
 
 
 def _indefinite(obj: dict[str, Any], with_size: bool = False) -> str:
@@ -110,16 +113,25 @@ def _capitalise(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _speed(obj: dict[str, Any]) -> float:
-    vx, vy = obj["velocity"][0]
-    return math.hypot(vx, vy)
+def shown_velocity(state: dict[str, Any], index: int) -> tuple[float, float]:
+    """The velocity of object ``index`` that captions name: its velocity in frame 0, unless a
+    bounce or a collision turned it before frame 1; then in frame 1, the heading every frame
+    after the first shows (frame 0 alone shows no motion, so the old heading is never seen)."""
+    velocities = state["objects"][index]["velocity"]
+    turned = any(
+        event["type"] in ("bounce", "collision") and index in event["objects"] and event["frame"] <= 1
+        for event in state["events"]
+    )
+    vx, vy = velocities[1] if turned and len(velocities) > 1 else velocities[0]
+    return vx, vy
 
 
-def _motion(obj: dict[str, Any], state: dict[str, Any]) -> str:
+def _motion(index: int, state: dict[str, Any]) -> str:
+    obj = state["objects"][index]
     if obj["role"] == "agent":
         return "is the player"
-    vx, vy = obj["velocity"][0]
-    speed = _speed(obj)
+    vx, vy = shown_velocity(state, index)
+    speed = math.hypot(vx, vy)
     heading = f"{direction_word(vx, vy)} at a {speed_word(speed)} speed"
     if obj["role"] == "brush":
         return f"moves {heading} and leaves {article(obj['color'])} {obj['color']} trail of paint"
