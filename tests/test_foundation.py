@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
 
 from kinetoscope.config import Config, apply_overrides, load_config_file
 from kinetoscope.errors import CheckpointError, ConfigError
-from kinetoscope.files import atomic_directory
+from kinetoscope.files import atomic_directory, atomic_write_text, make_private
 from kinetoscope.modeling import PretrainedModel
 
 
@@ -81,6 +82,35 @@ def test_atomic_directory_keeps_old_on_failure(tmp_path):
             raise RuntimeError("killed mid-save")
     assert (target / "x").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_what_the_library_writes_has_the_modes_of_an_ordinary_write(tmp_path, umask, file_mode, dir_mode):
+    import numpy as np
+
+    from kinetoscope.io import write_video
+
+    def mode(path):
+        return path.stat().st_mode & 0o777
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "note.txt", "hello")
+        with atomic_directory(tmp_path / "model") as d:
+            (d / "x").write_text("x")
+        write_video(tmp_path / "clip.mp4", np.zeros((3, 16, 16, 3), np.uint8), 10.0)
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "note.txt") == mode(tmp_path / "clip.mp4") == file_mode
+    assert mode(tmp_path / "model") == dir_mode
+
+
+def test_make_private_leaves_only_the_owner_in(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("secret")
+    make_private(tmp_path / "a")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "a", *(tmp_path / "a").rglob("*")]}
+    assert modes == {"a": 0o700, "b": 0o700, "f": 0o600}
 
 
 def test_save_and_load_pretrained(tmp_path):

@@ -156,6 +156,13 @@ def test_image_to_video_from_an_upload_and_from_a_data_url(client, server, small
         done = wait(client, video.id)
         assert done.status == "completed", done.error
         assert decode(client.videos.download_content(video.id).content, tmp_path).frames.shape[1:3] == (height, width)
+    # The data directory is its user's alone: the job database, the uploads and the videos.
+    service = server.app.state.service
+    private = [service.files.root, service.store.path, *service.files.root.rglob("*")]
+    assert service.files.inputs(uploaded.id) in private and service.files.outputs(uploaded.id) / "video.mp4" in private
+    modes = {p: p.stat().st_mode & 0o777 for p in private if p.exists()}  # a running job's files may come and go
+    assert {m for p, m in modes.items() if p.is_dir()} == {0o700}
+    assert {m for p, m in modes.items() if p.is_file()} == {0o600}
 
 
 def test_remix_extend_edit_connect_and_loop(client, server, finished, tmp_path):

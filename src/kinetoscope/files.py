@@ -1,4 +1,9 @@
-"""Atomic writes: a crash mid-write never leaves a half-written file or directory behind."""
+"""Atomic writes: a crash mid-write never leaves a half-written file or directory behind.
+
+What they write gets the permissions of an ordinary write under the user's umask (0644 and
+0755 under umask 022), not the private ones of a temporary file; :func:`make_private` is for
+the one place that must stay private (the service's data directory).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,48 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (other threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_file(path: str | os.PathLike) -> None:
+    """Give a temporary file (created 0600) the permissions of an ordinary new file."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def ordinary_directory(path: str | os.PathLike) -> None:
+    """Give a temporary directory (created 0700) the permissions of an ordinary new directory."""
+    os.chmod(path, 0o777 & ~current_umask())
+
+
+def make_private(path: str | os.PathLike) -> None:
+    """Only the owner can read ``path`` and everything in it: folders 0700, files 0600."""
+    path = Path(path)
+    if path.is_file():
+        os.chmod(path, 0o600)
+        return
+    os.chmod(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o700)
+        for name in files:
+            os.chmod(Path(root) / name, 0o600)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        ordinary_file(tmp)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -47,6 +88,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        ordinary_directory(tmp)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from kinetoscope.errors import MediaError
+from kinetoscope.files import ordinary_file
 from kinetoscope.io.frames import flatten_alpha
 from kinetoscope.io.paths import require_file, suffix, unreadable
 from kinetoscope.io.timeline import Convert, Timeline, frame_grid, on_grid, parse_fps_tag
@@ -69,6 +70,7 @@ def _temporary_sibling(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
+    ordinary_file(tmp)
     try:
         yield tmp
         os.replace(tmp, path)

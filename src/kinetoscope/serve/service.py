@@ -20,6 +20,7 @@ from typing import Any, Literal
 from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
+from kinetoscope.files import make_private
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
@@ -279,6 +280,7 @@ class VideoService:
             raise
 
     def _submit(self, video_id: str, job: NewJob) -> Job:
+        make_private(self.files.inputs(video_id))  # what the request uploaded, all written by now
         try:
             queued = self.store.add(job, video_id=video_id, max_queue=self.settings.max_queue)
         except QueueFull:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from kinetoscope.files import make_private
+
 ID_PATTERN = re.compile(r"video_[0-9a-f]{32}")
 
 Status = Literal["queued", "in_progress", "completed", "failed"]
@@ -100,6 +102,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE) where they matter.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        make_private(self.path)  # SQLite gives its WAL and shared-memory files the same mode
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
@@ -267,6 +270,10 @@ class Files:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        # Prompts, uploads and videos are the users' own: only the service's user reads them.
+        for folder in ("inputs", "videos"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        make_private(self.root)
 
     def inputs(self, video_id: str) -> Path:
         return self.root / "inputs" / _checked(video_id)

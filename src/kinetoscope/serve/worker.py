@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kinetoscope.errors import KinetoscopeError
-from kinetoscope.files import atomic_directory
+from kinetoscope.files import atomic_directory, make_private
 from kinetoscope.safety import SigningKey
 from kinetoscope.serve.capabilities import seconds_text
 from kinetoscope.serve.errors import error_body
@@ -87,6 +87,7 @@ class Worker:
                 write_previews(
                     folder, result.frames, thumbnail_name=Files.THUMBNAIL, spritesheet_name=Files.SPRITESHEET
                 )
+                make_private(folder)
         except _Stopped:
             self.store.requeue(job.id)
             log.info("stopped during %s; it is queued again", job.id)
