@@ -155,3 +155,34 @@ def test_cli_version_and_help(cli):
     assert code == 0 and "world" in out
     code, _, _ = cli("no-such-command")
     assert code == 2
+
+
+def test_a_missing_optional_dependency_names_the_extra_to_install(monkeypatch, tmp_path, cli, capsys):
+    import sys
+
+    from kinetoscope.errors import MissingExtraError
+    from kinetoscope.language.openai_backend import OpenAIBackend
+    from kinetoscope.safety.provenance import _c2pa
+    from kinetoscope.text.hf import HFTextEncoder
+    from kinetoscope.train.logging import MetricsLogger
+
+    for module in ("uvicorn", "openai", "c2pa", "transformers", "torch.utils.tensorboard"):
+        monkeypatch.setitem(sys.modules, module, None)  # what an import of a missing module does
+    code, _, err = cli("serve", "--model", str(tmp_path))
+    assert code == 2 and err.strip() == (
+        "error: kinetoscope serve needs uvicorn, which is not installed: pip install 'kinetoscope[serve]'."
+    )
+    for make, extra in [
+        (lambda: OpenAIBackend("http://localhost:1/v1", "m"), "language"),
+        (_c2pa, "safety"),
+        (lambda: HFTextEncoder(tmp_path), "hf"),
+    ]:
+        with pytest.raises(MissingExtraError, match=rf"pip install 'kinetoscope\[{extra}\]'\.$"):
+            make()
+    # TensorBoard is only a second log: the run goes on, and says how to get it.
+    (tmp_path / "run").mkdir()
+    logger = MetricsLogger(tmp_path / "run", resume_step=0)
+    logger.log(1, {"loss": 0.5})
+    logger.close()
+    assert "pip install 'kinetoscope[train]'" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1].startswith("1,0.5")

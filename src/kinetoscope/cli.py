@@ -396,7 +396,11 @@ def serve(
     Videos are signed with a C2PA manifest when KINETOSCOPE_C2PA_CERT and KINETOSCOPE_C2PA_KEY
     name a PEM certificate chain and its key, as for `kinetoscope generate`.
     """
-    import uvicorn
+    from kinetoscope.errors import require
+
+    for module in ("fastapi", "python_multipart"):
+        require(module, "kinetoscope serve")
+    uvicorn = require("uvicorn", "kinetoscope serve")
 
     from kinetoscope.pipeline import Pipeline
     from kinetoscope.safety import SigningKey

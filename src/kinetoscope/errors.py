@@ -45,3 +45,35 @@ class CheckpointError(KinetoscopeError):
 
     code = "invalid_checkpoint"
     status_code = 422
+
+
+class MissingExtraError(KinetoscopeError):
+    """An optional dependency that is not installed; the message names the extra that brings it."""
+
+    code = "missing_dependency"
+    status_code = 500
+
+
+#: Optional modules and the extra of ``pip install 'kinetoscope[EXTRA]'`` that installs each.
+EXTRAS = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "python_multipart": "serve",
+    "openai": "language",
+    "c2pa": "safety",
+    "transformers": "hf",
+    "torch.utils.tensorboard": "train",
+}
+
+
+def require(module: str, purpose: str):
+    """Import an optional ``module`` for ``purpose``, or say in one sentence which extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = EXTRAS[module]
+        raise MissingExtraError(
+            f"{purpose} needs {module.split('.')[-1]}, which is not installed: pip install 'kinetoscope[{extra}]'."
+        ) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from kinetoscope.errors import ConfigError, KinetoscopeError
+from kinetoscope.errors import ConfigError, KinetoscopeError, require
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -61,8 +61,7 @@ class OpenAIBackend:
         max_retries: int = 2,
         frames: int = 4,
     ):
-        import openai
-
+        openai = require("openai", "The OpenAI-compatible backend")
         key = os.environ.get(api_key_env)
         if not key:
             raise ConfigError(

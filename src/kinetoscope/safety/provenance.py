@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kinetoscope import __version__
-from kinetoscope.errors import InvalidInputError, KinetoscopeError, MediaError
+from kinetoscope.errors import InvalidInputError, KinetoscopeError, MediaError, require
 from kinetoscope.files import atomic_write_bytes
 
 GENERATION_ASSERTION = "org.kinetoscope.generation"
@@ -31,13 +31,7 @@ CERT_ENV, KEY_ENV = "KINETOSCOPE_C2PA_CERT", "KINETOSCOPE_C2PA_KEY"
 
 
 def _c2pa():
-    try:
-        import c2pa
-    except ImportError:
-        raise KinetoscopeError(
-            "C2PA provenance needs the c2pa-python package; install it with pip install 'kinetoscope[safety]'."
-        ) from None
-    return c2pa
+    return require("c2pa", "C2PA provenance")
 
 
 def sign_file(

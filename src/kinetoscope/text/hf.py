@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kinetoscope.errors import CheckpointError, InvalidInputError, KinetoscopeError
+from kinetoscope.errors import CheckpointError, InvalidInputError, require
 
 # model_type in config.json -> transformers class holding just the text encoder.
 ENCODER_CLASSES = {
@@ -39,12 +39,7 @@ class HFTextEncoder:
         dtype: torch.dtype = torch.float32,
         cache_size: int = 65536,
     ):
-        try:
-            import transformers
-        except ImportError:
-            raise KinetoscopeError(
-                "Hugging Face text encoders need transformers: pip install 'kinetoscope[hf]'."
-            ) from None
+        transformers = require("transformers", "A Hugging Face text encoder")
         path = Path(path)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path} is not a Hugging Face model directory: config.json is missing.")

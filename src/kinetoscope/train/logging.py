@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
+from kinetoscope.errors import MissingExtraError, require
 from kinetoscope.files import atomic_write_text
 
 METRICS_CSV = "metrics.csv"
@@ -67,8 +69,9 @@ class MetricsLogger:
 
 def _tensorboard_writer(directory: Path, resume_step: int) -> Any:
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is an optional extra
+        SummaryWriter = require("torch.utils.tensorboard", "Logging to TensorBoard").SummaryWriter
+    except MissingExtraError as e:  # an optional extra: the run goes on with metrics.csv alone
+        print(f"note: {e} Training goes on; metrics.csv has every figure.", file=sys.stderr)
         return None
     # purge_step drops events a killed run wrote after its last checkpoint.
     return SummaryWriter(str(directory), purge_step=resume_step + 1 if resume_step else None)
