@@ -303,3 +303,19 @@ def test_cli_errors_exit_2_with_one_sentence(tiny_model_dir, tmp_path, cli, monk
     monkeypatch.setattr("kinetoscope.bundled._PACKAGE", tmp_path / "site-packages" / "kinetoscope")
     code, _, err = cli("generate", "a red ball")
     assert code == 2 and "The bundled model 'world' is not installed" in err and "pass a model directory" in err
+
+
+def test_save_pretrained_mirrors_from_pretrained_and_the_directory_moves(tiny_model_dir, tmp_path):
+    import shutil
+
+    from kinetoscope.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(tiny_model_dir)
+    pipe.save_pretrained(tmp_path / "saved", name="mine")
+    shutil.move(tmp_path / "saved", tmp_path / "elsewhere")
+    again = Pipeline.from_pretrained(tmp_path / "elsewhere")
+    assert again.model_id.startswith("mine-") and again.flow == pipe.flow
+    for a, b in [(pipe.vae, again.vae), (pipe.dit, again.dit), (pipe.text_encoder, again.text_encoder)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    prompts = ["a red ball moves right"]
+    assert torch.equal(pipe.text_encoder.encode(prompts)[0], again.text_encoder.encode(prompts)[0])

@@ -134,3 +134,34 @@ def test_hf_encoder_errors(tmp_path, tiny_t5):
         HFTextEncoder(tmp_path / "nowhere")
     with pytest.raises(InvalidInputError, match="list of prompts"):
         HFTextEncoder(tiny_t5).encode("one string")
+
+
+def test_a_model_directory_with_a_hf_encoder_carries_it_and_moves_as_one(tiny_t5, tmp_path):
+    import json
+    import shutil
+
+    from kinetoscope.dit import DiT, DiTConfig
+    from kinetoscope.model_dir import save_model_dir
+    from kinetoscope.pipeline import Pipeline
+    from kinetoscope.vae import CausalVAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = CausalVAE(VAEConfig.from_preset("tiny"))
+    dit = DiT(DiTConfig.from_preset("tiny", text_dim=16))
+    save_model_dir(tmp_path / "made", vae=vae, dit=dit, flow={}, name="hf-model", hf_text_encoder=tiny_t5)
+    index = json.loads((tmp_path / "made" / "model_index.json").read_text())
+    assert index["text_encoder_path"] == "text_encoder" and index["model_id"].startswith("hf-model-")
+    assert str(tmp_path) not in (tmp_path / "made" / "model_index.json").read_text()  # no path outside it
+
+    shutil.move(tmp_path / "made", tmp_path / "moved")
+    pipe = Pipeline.from_pretrained(tmp_path / "moved")
+    assert pipe.text_encoder.path == tmp_path / "moved" / "text_encoder" and pipe.model_id == index["model_id"]
+    shutil.copytree(tmp_path / "moved", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "moved")
+    # ... and what it saves loads again, with the same weights and the encoder inside.
+    Pipeline.from_pretrained(tmp_path / "copy").save_pretrained(tmp_path / "saved")
+    again = Pipeline.from_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "text_encoder" / "config.json").is_file()
+    assert all(torch.equal(a, b) for a, b in zip(again.dit.state_dict().values(), dit.state_dict().values()))
+    prompts = ["a red ball rolls"]
+    assert torch.equal(again.text_encoder.encode(prompts)[0], HFTextEncoder(tiny_t5).encode(prompts)[0])

@@ -32,6 +32,7 @@ from kinetoscope.errors import CheckpointError, ConfigError, InvalidInputError
 from kinetoscope.eval.metrics import PSNR_CAP
 from kinetoscope.files import atomic_directory, atomic_write_json, atomic_write_text
 from kinetoscope.legs import LEGS, append_leg, draw_legs, legs_table, read_legs
+from kinetoscope.model_dir import read_index, stamp_model_id
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: The suites of the model card: the paper's three physics scenarios in and out of distribution,
@@ -133,14 +134,7 @@ def bundle(options: BundleOptions) -> Path:
 # ---------------------------------------------------------------- weights
 def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
     """Copy the model (and captioner) into ``stage`` in half precision; refuse if over the size limit."""
-    index_path = options.model / "model_index.json"
-    if not index_path.is_file():
-        raise CheckpointError(
-            f"{options.model} is not a trained transformer export (model_index.json is missing); pass the final/ "
-            "directory a `kinetoscope train dit` run writes.",
-            param="model",
-        )
-    index = json.loads(index_path.read_text())
+    index = read_index(options.model)
     if index.get("text_encoder_path"):
         raise ConfigError(
             f"{options.model} uses an external text encoder ({index['text_encoder_path']}); a bundle must be "
@@ -164,12 +158,7 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
             "model or raise --max-mb.",
             param="max_mb",
         )
-    from kinetoscope.train.tasks.dit import model_id
-
-    # The id the watermark names: the bundle's own name and its (half-precision) weights.
-    index = json.loads((stage / "model_index.json").read_text())
-    index["model_id"] = model_id(options.out.name, stage / "dit" / "model.safetensors")
-    atomic_write_json(stage / "model_index.json", index)
+    stamp_model_id(stage, options.out.name)  # the bundle's own name and its (half-precision) weights
     return [_component(d) for d in sorted(stage.iterdir()) if (d / "model.safetensors").is_file()]
 
 

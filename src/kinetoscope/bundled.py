@@ -16,9 +16,23 @@ CAPTIONER = "captioner-world"
 _PACKAGE = Path(__file__).resolve().parent
 
 
+#: Where bundled models are looked for, in order: package data, then a source checkout's ``models/``.
+_ROOTS = (_PACKAGE / "models", _PACKAGE.parents[1] / "models")
+
+
+def bundled_models() -> list[Path]:
+    """Every bundled model directory there is (the first found of each name)."""
+    found: dict[str, Path] = {}
+    for root in _ROOTS:
+        for path in sorted(root.iterdir()) if root.is_dir() else []:
+            if path.is_dir():
+                found.setdefault(path.name, path)
+    return list(found.values())
+
+
 def bundled_model(name: str) -> Path:
     """The directory of bundled model ``name`` (``world``, ``captioner-world``); refused if absent."""
-    candidates = (_PACKAGE / "models" / name, _PACKAGE.parents[1] / "models" / name)
+    candidates = tuple(root / name for root in _ROOTS)
     for path in candidates:
         if path.is_dir():
             return path

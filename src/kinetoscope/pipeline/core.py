@@ -30,7 +30,6 @@ from kinetoscope.pipeline.request import Job, Request, plan_request
 from kinetoscope.vae import CausalVAE
 from kinetoscope.vae.model import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
-MODEL_INDEX = "model_index.json"
 #: Default SDEdit strengths: an edit keeps layout and motion; an upscale keeps nearly everything.
 EDIT_STRENGTH = 0.7
 UPSCALE_STRENGTH = 0.6
@@ -88,29 +87,32 @@ class Pipeline:
     def from_pretrained(
         cls, model_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
     ) -> Pipeline:
-        """Load ``model_dir`` (``model_index.json``, ``vae/``, ``dit/``, ``text/``); ``dtype`` applies to the DiT."""
-        from kinetoscope.safety import model_id_for
+        """Load a model directory (:mod:`kinetoscope.model_dir`); ``dtype`` applies to the DiT."""
+        from kinetoscope.model_dir import hf_text_encoder_dir, model_id_for, read_index
         from kinetoscope.text import HFTextEncoder, TextEncoder
 
         model_dir = Path(model_dir)
-        index_path = model_dir / MODEL_INDEX
-        if not index_path.is_file():
-            raise CheckpointError(
-                f"{model_dir} is not a kinetoscope model directory: {MODEL_INDEX} is missing "
-                "(train one with `kinetoscope train dit`, which writes RUN_DIR/final).",
-                param="model",
-            )
-        try:
-            index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{index_path} is not valid JSON: {e}.", param="model") from None
+        index = read_index(model_dir)
         vae = CausalVAE.from_pretrained(model_dir / "vae", device=device).requires_grad_(False)
         dit = DiT.from_pretrained(model_dir / "dit", device=device, dtype=dtype).requires_grad_(False)
-        if index.get("text_encoder_path"):
-            text = HFTextEncoder(index["text_encoder_path"], device=device)
+        hf_dir = hf_text_encoder_dir(model_dir, index)
+        if hf_dir is not None:
+            text = HFTextEncoder(hf_dir, device=device)
         else:
             text = TextEncoder.from_pretrained(model_dir / "text", device=device).requires_grad_(False)
         return cls(vae, dit, text, FlowConfig.from_dict(index.get("flow", {})), model_id_for(model_dir))
+
+    def save_pretrained(self, out_dir: str | os.PathLike, name: str | None = None) -> Path:
+        """Write the model directory that :meth:`from_pretrained` loads; its model id is ``name``
+        (default: the directory's name) and a digest of the transformer's weights."""
+        from kinetoscope.model_dir import save_model_dir
+        from kinetoscope.text import HFTextEncoder
+
+        hf = self.text_encoder.path if isinstance(self.text_encoder, HFTextEncoder) else None
+        return save_model_dir(
+            out_dir, vae=self.vae, dit=self.dit, flow=self.flow.to_dict(), name=name or Path(out_dir).name,
+            text=None if hf else self.text_encoder, hf_text_encoder=hf,
+        )  # fmt: skip
 
     @property
     def device(self) -> torch.device:

@@ -3,13 +3,12 @@
 The watermark carries a 16-bit hash of the model id; :func:`model_registry` maps hashes back
 to the ids known here: the bundled model directories, the model id a C2PA manifest names, and
 any the caller adds. A model's id is ``model_index.json``'s ``model_id`` if present, else its
-directory name (:func:`model_id_for`): the generation pipeline watermarks with that id.
+directory name (:func:`kinetoscope.model_dir.model_id_for`): the generation pipeline watermarks with that id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from kinetoscope.bundled import bundled_models
 from kinetoscope.io import probe, read_video
+from kinetoscope.model_dir import model_id_for
 from kinetoscope.safety.provenance import read_provenance
 from kinetoscope.safety.watermark import MAX_FRAMES, model_hash, read_watermark
-
-#: The bundled reference models live here in a source checkout.
-BUNDLED_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +44,9 @@ class Detection:
         return dataclasses.asdict(self)
 
 
-def model_id_for(model_dir: str | os.PathLike) -> str:
-    """The id a model directory's outputs are watermarked with."""
-    model_dir = Path(model_dir)
-    index = model_dir / "model_index.json"
-    if index.is_file():
-        model_id = json.loads(index.read_text()).get("model_id")
-        if isinstance(model_id, str) and model_id.strip():
-            return model_id.strip()
-    return model_dir.resolve().name
-
-
 def model_registry(extra_ids: Iterable[str] = ()) -> dict[int, str]:
     """16-bit watermark hash -> model id, for the bundled models and ``extra_ids``."""
-    bundled = sorted(p for p in BUNDLED_MODELS.iterdir() if p.is_dir()) if BUNDLED_MODELS.is_dir() else []
-    ids = [model_id_for(p) for p in bundled] + [i for i in extra_ids if i]
+    ids = [model_id_for(p) for p in bundled_models()] + [i for i in extra_ids if i]
     return {model_hash(model_id): model_id for model_id in ids}
 
 

@@ -41,6 +41,7 @@ class HFTextEncoder:
     ):
         transformers = require("transformers", "A Hugging Face text encoder")
         path = Path(path)
+        self.path = path  # where it loads from: a model directory copies it from here
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path} is not a Hugging Face model directory: config.json is missing.")
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)

@@ -27,13 +27,13 @@ from kinetoscope.data.datasets import VideoSample, WorldSource, collate_videos, 
 from kinetoscope.data.latents import LatentSample, LatentSource, foreground_cells
 from kinetoscope.errors import CheckpointError, ConfigError
 from kinetoscope.files import atomic_write_json
+from kinetoscope.model_dir import hf_text_encoder_dir, read_index, save_model_dir
 from kinetoscope.train.data import shape_rule, video_source
 from kinetoscope.train.distributed import barrier
 from kinetoscope.train.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
 from kinetoscope.train.tasks.base import LossOutput, OptimizerSpec, StepContext, Task
 
 TOKENIZER_FILE = "tokenizer.json"
-MODEL_INDEX = "model_index.json"
 
 
 @dataclasses.dataclass
@@ -103,7 +103,7 @@ class DiTTask(Task):
             raise ConfigError("LoRA (task.lora.rank > 0) fine-tunes a trained model: set task.init_from=MODEL_DIR.")
         if self.options.model.get("patch_size", (1,))[0] != 1:
             raise ConfigError("Training supports patch_size[0] = 1 (one latent frame per token) only.")
-        hf_path = o.text_encoder or (o.init_from and read_model_index(o.init_from).get("text_encoder_path"))
+        hf_path = o.text_encoder or (o.init_from and hf_text_encoder_dir(o.init_from, read_index(o.init_from)))
         if hf_path:
             from kinetoscope.text import HFTextEncoder
 
@@ -325,44 +325,18 @@ class DiTTask(Task):
         from safetensors.torch import save_file
 
         dit = models["dit"]
-        index: dict[str, Any] = {
-            "_class_name": "KinetoscopePipeline",
-            "vae": ["kinetoscope.vae", "CausalVAE"],
-            "dit": ["kinetoscope.dit", "DiT"],
-            "flow": self.flow.to_dict(),
-        }
-        self.vae.save_pretrained(out_dir / "vae")
+        extra = {}
         if self.options.lora.rank > 0:
             adapters = out_dir / "lora"
             adapters.mkdir(parents=True, exist_ok=True)
             save_file(lora_state_dict(dit), str(adapters / "adapter.safetensors"))
             atomic_write_json(adapters / "adapter_config.json", self.options.lora.to_dict())
             merge_lora(dit)
-            index["lora"] = "lora"
-        dit.save_pretrained(out_dir / "dit")
-        if self.hf_text is not None:
-            index["text"] = ["kinetoscope.text", "HFTextEncoder"]
-            index["text_encoder_path"] = str(self.hf_path)
-        else:
-            models["text"].save_pretrained(out_dir / "text")
-            index["text"] = ["kinetoscope.text", "TextEncoder"]
-        index["model_id"] = model_id(self.run_dir.name, out_dir / "dit" / "model.safetensors")
-        atomic_write_json(out_dir / MODEL_INDEX, index)
-
-
-def model_id(run_name: str, weights: Path) -> str:
-    """The run's name and a digest of the DiT's weights: what the watermark names, distinct per trained model."""
-    import hashlib
-
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
-    return f"{run_name}-{digest}"
-
-
-def read_model_index(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / MODEL_INDEX
-    if not path.is_file():
-        raise CheckpointError(f"{model_dir} is not a kinetoscope model directory: {MODEL_INDEX} is missing.")
-    return json.loads(path.read_text())
+            extra["lora"] = "lora"
+        save_model_dir(
+            out_dir, vae=self.vae, dit=dit, flow=self.flow.to_dict(), name=self.run_dir.name,
+            text=models.get("text"), hf_text_encoder=self.hf_path if self.hf_text is not None else None, extra=extra,
+        )  # fmt: skip
 
 
 TASK = DiTTask
