@@ -300,7 +300,7 @@ def test_cli_errors_exit_2_with_one_sentence(tiny_model_dir, tmp_path, cli, monk
         code, _, err = cli(*args)
         assert code == 2 and words in err and err.count("\n") == 1, (args, err)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("kinetoscope.bundled._PACKAGE", tmp_path / "site-packages" / "kinetoscope")
+    monkeypatch.setattr("kinetoscope.bundled.MODELS", tmp_path / "site-packages" / "kinetoscope" / "models")
     code, _, err = cli("generate", "a red ball")
     assert code == 2 and "The bundled model 'world' is not installed" in err and "pass a model directory" in err
 

@@ -229,3 +229,14 @@ def test_time_limit_stops_early_exports_checkpoints_and_resumes(tmp_path, cli):
     assert all(torch.equal(ref[k], resumed[k]) for k in ref)
     with pytest.raises(ConfigError, match="time_limit_minutes must be above 0"):
         load_train_config("toy", cfg, ["time_limit_minutes=0"])
+
+
+def test_a_shipped_config_is_addressed_by_name_from_any_folder(tmp_path, monkeypatch):
+    from kinetoscope.train.config import CONFIGS
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    by_name = load_train_config("dit", "dit-tiny", ["steps=7"])
+    assert by_name.steps == 7 and by_name.task["preset"] == "tiny"
+    assert load_train_config("dit", "dit-tiny.yaml").to_dict() == load_train_config("dit", CONFIGS / "dit-tiny.yaml").to_dict()
+    with pytest.raises(ConfigError, match=r"no shipped config has that name \(one of: .*dit-cpu.*vae-tiny"):
+        load_train_config("dit", "dit-huge")

@@ -201,7 +201,7 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-_CONFIG_OPTION = typer.Option(..., "--config", "-c", help="YAML, TOML or JSON config (see configs/).")
+_CONFIG_OPTION = typer.Option(..., "--config", "-c", help="A YAML, TOML or JSON config file, or the name of a shipped one (dit-tiny, dit-cpu, vae-cpu, ...).")
 _SET_OPTION = typer.Option(None, "--set", help="Override a config value, e.g. --set optim.lr=1e-4 (repeatable).")
 _RESUME_OPTION = typer.Option(
     None, "--resume", help="Resume from this checkpoint or run directory (a run directory with checkpoints resumes by itself)."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 from kinetoscope.config import Config, apply_overrides, load_config_file
@@ -150,6 +151,7 @@ def load_train_config(
     Relative paths in the config (run directory, manifest, model folders) are relative to
     the working directory, like every other path given to the command line.
     """
+    path = resolve_config(path) if path is not None else None
     data: dict[str, Any] = load_config_file(path) if path is not None else {}
     task = data.pop("task", {})
     if not isinstance(task, dict):
@@ -161,6 +163,22 @@ def load_train_config(
     defaults = TrainConfig().to_dict()
     merged = {**_deep_merge(defaults, data), "task": task}
     return TrainConfig.from_dict(apply_overrides(merged, list(overrides)))
+
+
+#: The configs that ship with the package, addressable by name (``--config dit-tiny``).
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config(given: str | os.PathLike) -> Path:
+    """A config file's path, or the shipped config of that name; refused in one sentence if neither."""
+    path = Path(given)
+    if path.is_file():
+        return path
+    shipped = CONFIGS / f"{path.name.removesuffix('.yaml')}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"Config file {given} does not exist, and no shipped config has that name (one of: {names}).")
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
