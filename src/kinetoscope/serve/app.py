@@ -52,7 +52,7 @@ log = logging.getLogger("kinetoscope.serve")
 STATIC = Path(__file__).parent / "static"
 R = TypeVar("R", bound=BaseModel)
 
-#: What the extra fields and endpoints do (served at GET /v1/videos/capabilities and in the README).
+#: What the extra fields and endpoints do (served at GET /v1/videos/capabilities and in docs/service.md).
 EXTRAS = {
     "fields": {
         "seed": "integer; same seed and inputs, same video (every video reports the seed it used)",

@@ -3,7 +3,7 @@
 ``sample_clip("collision", seed=0)`` draws a named scenario (see ``SCENARIOS``);
 ``render_clip(Scene(...), width=..., height=..., frames=..., fps=...)`` films a scene you
 build. Each :class:`Clip` carries uint8 frames, its ground-truth state (documented in
-:mod:`kinetoscope.world.truth` and the README) and a short and a detailed caption.
+:mod:`kinetoscope.world.truth` and docs/world.md) and a short and a detailed caption.
 World units: x right, y up; the frame's height spans 10 units; pixel row 0 is the top.
 """
 

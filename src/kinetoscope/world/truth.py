@@ -1,7 +1,7 @@
 """A clip's ground truth: the documented, versioned JSON state other modules rely on.
 
 :func:`build_state` runs a scene's physics for a :class:`ClipSpec` and returns a plain dict
-(the schema is in the README, "The procedural world"; bump :data:`STATE_VERSION` on any
+(the schema is in docs/world.md, "Ground-truth state"; bump :data:`STATE_VERSION` on any
 change to it). Everything is in world units (x right, y up, seconds); floats are rounded to
 6 decimals so the JSON is short and byte-stable.
 
