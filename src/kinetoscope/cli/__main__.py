@@ -1,0 +1,3 @@
+from kinetoscope.cli.app import main
+
+main()
