@@ -646,8 +646,9 @@ def _retrain_section(runs: list[dict[str, Any]], configs: dict[str, Path], optio
         "",
         "## Retrain from nothing",
         "",
-        "On one GPU, within a time budget (each stage resumes if run again): `scripts/train_world_model.sh`. "
-        "The exact runs behind this bundle, from their resolved configs (shipped in `training/`):",
+        "The recipe, in legs of a time budget on two CPU cores (each stage resumes if run again, and a later "
+        "leg continues from the committed model): `scripts/train_world_model.sh`. The exact runs behind this "
+        "bundle, from their resolved configs (shipped in `training/`):",
         "",
         "```bash",
     ]
