@@ -291,6 +291,10 @@ def test_caption_cli_with_the_builtin_captioner_keeps_original_captions(tokenize
     (entry,) = read_manifest(out)
     assert entry.extra["original_caption"] == clips[0].caption and entry.short_caption == "a ball"
     assert entry.caption == entries[0].caption
+    # In bfloat16 (the CPU's other precision) it runs and still writes a caption in the world's style.
+    code, _, err = cli("caption", media, "--out", out, "--captioner", tmp_path / "captioner", "--dtype", "bfloat16")
+    assert code == 0, err
+    assert [e.path.name for e in read_manifest(out)] == ["clip0.mp4", "clip1.mp4"]
 
 
 #: The trained captioner shipped with the repository (benchmarks/RESULTS.md "captioner").

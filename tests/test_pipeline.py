@@ -319,3 +319,43 @@ def test_save_pretrained_mirrors_from_pretrained_and_the_directory_moves(tiny_mo
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     prompts = ["a red ball moves right"]
     assert torch.equal(pipe.text_encoder.encode(prompts)[0], again.text_encoder.encode(prompts)[0])
+
+
+def test_device_and_dtype_auto_and_by_name():
+    from kinetoscope.devices import resolve_device, resolve_dtype
+    from kinetoscope.errors import InvalidInputError
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type in (expected, "mps")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    for call, words in [
+        (lambda: resolve_device("tpu"), "--device must be auto, cpu, cuda, cuda:N or mps"),
+        (lambda: resolve_dtype("half", torch.device("cpu")), "--dtype must be auto, float32, bfloat16, float16"),
+        (lambda: resolve_dtype("float16", torch.device("cpu")), "on the CPU use bfloat16 or float32"),
+    ]:
+        with pytest.raises(InvalidInputError, match=words):
+            call()
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="no CUDA device is available here"):
+            resolve_device("cuda")
+
+
+def test_generate_in_bfloat16_on_the_cpu_runs_every_component_in_it(tiny_model_dir, tmp_path, cli):
+    from kinetoscope.io import read_video
+    from kinetoscope.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(tiny_model_dir, device="auto", dtype="bfloat16")
+    assert {p.dtype for m in (pipe.vae, pipe.dit, pipe.text_encoder) for p in m.parameters()} == {torch.bfloat16}
+    full = Pipeline.from_pretrained(tiny_model_dir)
+    a = pipe("a red ball moves right", width=32, height=32, num_frames=5, steps=4, seed=0, expand=False)
+    b = full("a red ball moves right", width=32, height=32, num_frames=5, steps=4, seed=0, expand=False)
+    assert a.frames.shape == b.frames.shape == (5, 32, 32, 3)
+    # The same clip within bfloat16's precision (8 bits of mantissa through a few steps).
+    assert np.abs(a.frames.astype(float) - b.frames.astype(float)).mean() < 6
+    code, _, err = cli("generate", "a red ball", "--model", tiny_model_dir, "--dtype", "bfloat16", "--width", "32",
+                       "--height", "32", "--frames", "5", "--steps", "2", "--out", tmp_path / "bf16.mp4")  # fmt: skip
+    assert code == 0, err
+    assert read_video(tmp_path / "bf16.mp4").frames.shape == (5, 32, 32, 3)
+    code, _, err = cli("generate", "a red ball", "--model", tiny_model_dir, "--dtype", "float16", "--device", "cpu")
+    assert code == 2 and "on the CPU use bfloat16 or float32" in err

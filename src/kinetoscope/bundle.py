@@ -97,6 +97,9 @@ class BundleOptions:
             raise InvalidInputError("Say how the model was trained with --note (it goes into MODEL.md).", param="note")
         if self.n < 1:
             raise InvalidInputError(f"--n must be at least 1, got {self.n}.", param="n")
+        from kinetoscope.devices import resolve_device
+
+        self.device = str(resolve_device(self.device))
 
 
 def bundle(options: BundleOptions) -> Path:

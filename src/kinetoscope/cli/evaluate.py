@@ -10,7 +10,8 @@ import typer
 
 from kinetoscope.bundled import WORLD, bundled_model
 from kinetoscope.cli.app import app
-from kinetoscope.cli.options import Device, Model, VAEModel
+from kinetoscope.cli.options import Device, Dtype, Model, VAEModel
+from kinetoscope.devices import resolve_device
 
 
 eval_app = typer.Typer(
@@ -59,7 +60,8 @@ def eval_world(
     frames: int = typer.Option(32, min=2, help="Frames per clip."),
     fps: float = typer.Option(10.0, help="Frames per second."),
     seed: int = typer.Option(0, help="Seed of the world clips (and of generation)."),
-    device: Device = "cpu",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     out: Path = typer.Option(..., help="Folder for results.json, report.md and its pictures."),
 ) -> None:
     """Generate world clips with a model (given their first frames) and score them against the world's ground truth."""
@@ -70,7 +72,7 @@ def eval_world(
     get_suite(suite)
     width, height = parse_size(size)
     model = model or bundled_model(WORLD)
-    generator = pipeline_generator(model, device=device)
+    generator = pipeline_generator(model, device=device, dtype=dtype)
     result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps)
     report = write_report(out, [result], title=f"{model} on the {suite} suite", command=" ".join(["kinetoscope", *sys.argv[1:]]))
     _print_summary([result], report)
@@ -89,13 +91,13 @@ def vae_reconstruct(
         False, "--fit", help="Drop trailing frames to 1 + 4k and centre-crop to multiples of 8 instead of refusing."
     ),
     tile_size: int = typer.Option(512, min=0, help="Split frames larger than this many pixels into tiles (0: never)."),
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> None:
     """Encode a video or image with the VAE, decode it again, write the result and print PSNR and SSIM."""
     from kinetoscope.io import read_video, write_image, write_video
     from kinetoscope.vae.evaluate import fit_frames, load_vae, reconstruct
 
-    vae = load_vae(model or bundled_model(WORLD), device=device)
+    vae = load_vae(model or bundled_model(WORLD), device=resolve_device(device))
     video = read_video(source)
     frames = fit_frames(video.frames, vae) if fit else video.frames
     vae.latent_shape(*frames.shape[:3])  # refuse shapes the VAE cannot take before any work
@@ -113,7 +115,7 @@ def eval_vae(
     manifest: Path = typer.Option(..., help="JSONL manifest of the videos and images to reconstruct."),
     model: VAEModel = None,
     limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N entries."),
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> None:
     """Reconstruct a manifest's clips through the VAE (each fitted to 1 + 4k frames, multiples of 8) and print PSNR and SSIM."""
     from kinetoscope.data.manifest import read_manifest
@@ -125,7 +127,7 @@ def eval_vae(
     entries = read_manifest(manifest)[:limit]
     if not entries:
         raise InvalidInputError(f"Manifest {manifest} has no entries to score.", param="manifest")
-    vae = load_vae(model or bundled_model(WORLD), device=device)
+    vae = load_vae(model or bundled_model(WORLD), device=resolve_device(device))
     totals = {"psnr": 0.0, "ssim": 0.0}
     with ProgressBar(len(entries), "reconstructing", unit="clip") as bar:
         for entry in entries:

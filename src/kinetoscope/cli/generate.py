@@ -13,7 +13,7 @@ import typer
 
 from kinetoscope.bundled import WORLD, bundled_model
 from kinetoscope.cli.app import app
-from kinetoscope.cli.options import Device, Expand, Fps, Frames, Guidance, Height, Model, Negative, Out, Seconds, Seed, Steps, Width
+from kinetoscope.cli.options import Device, Dtype, Expand, Fps, Frames, Guidance, Height, Model, Negative, Out, Seconds, Seed, Steps, Width
 
 
 @dataclasses.dataclass
@@ -28,6 +28,7 @@ class Sampling:
     model: Optional[Path]
     out: Optional[Path]
     device: str
+    dtype: str
 
     def options(self) -> dict:
         """The pipeline keyword arguments among them."""
@@ -49,7 +50,7 @@ def _generate(sampling: Sampling, name: str, suffix: str, mode: str, *args, **op
     from kinetoscope.pipeline import Pipeline
     from kinetoscope.progress import ProgressBar
 
-    pipe = Pipeline.from_pretrained(sampling.model or bundled_model(WORLD), device=sampling.device)
+    pipe = Pipeline.from_pretrained(sampling.model or bundled_model(WORLD), sampling.device, sampling.dtype)
     with contextlib.ExitStack() as stack:
         bar = None
 
@@ -99,12 +100,12 @@ def generate(
     ] = None,
     width: Width = None, height: Height = None, frames: Frames = None, seconds: Seconds = None, fps: Fps = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Text to video at any size, duration and aspect ratio the model allows; --preview, then --upscale one."""
     from kinetoscope.errors import InvalidInputError
 
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     if preview and upscale is not None:
         raise InvalidInputError("Give --preview or --upscale PREVIEW, not both.", param="upscale")
     if strength is not None and upscale is None:
@@ -132,10 +133,10 @@ def image(
     prompt: Annotated[str, typer.Argument(help="What the image shows.")],
     width: Width = None, height: Height = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Text to image (one frame), up to 2048x2048; large images decode in VAE tiles."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     _generate(sampling, prompt, ".png", "image", prompt, width=width, height=height)
 
 
@@ -146,10 +147,10 @@ def animate(
     frame: Annotated[int, typer.Option(help="Where the image goes: 0 (first), -1 (last) or any frame.")] = 0,
     width: Width = None, height: Height = None, frames: Frames = None, seconds: Seconds = None, fps: Fps = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Image to video: the image at the first frame, the last, or any frame."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     options = {"width": width, "height": height, "fps": fps}
     options |= {"num_frames": frames, "seconds": seconds, "image_frame": frame}
     _generate(sampling, prompt, ".mp4", "animate", image_path, prompt, **options)
@@ -165,10 +166,10 @@ def extend(
     seconds: Annotated[float, typer.Option(help="Seconds to add.")] = 2.0,
     fps: Fps = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Extend a video forwards or backwards in time; its own frames stay as they were."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     direction = "forward" if forward else "backward"
     _generate(sampling, f"{prompt}-{direction}", ".mp4", "extend", video, prompt, direction=direction, seconds=seconds, fps=fps)
 
@@ -183,10 +184,10 @@ def loop(
     ] = None,
     seconds: Seconds = None, fps: Fps = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """A seamless loop: its last frame flows into its first."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     options = {"video": video, "width": width, "height": height, "num_frames": frames, "seconds": seconds, "fps": fps}
     _generate(sampling, f"{prompt}-loop", ".mp4", "loop", prompt, **options)
 
@@ -198,10 +199,10 @@ def edit(
     strength: Annotated[float, typer.Option(help="How much changes, above 0 to 1: low keeps more of the video.")] = 0.7,
     width: Width = None, height: Height = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Video to video (SDEdit): layout and motion kept, what the prompt changes changed."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     _generate(sampling, f"{prompt}-edit", ".mp4", "edit", video, prompt, strength=strength, width=width, height=height)
 
 
@@ -215,8 +216,8 @@ def connect(
     ] = 2.0,
     fps: Fps = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
-    model: Model = None, out: Out = None, device: Device = "cpu",
+    model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Connect two videos: A, then a transition from A's end to B's start, then B."""
-    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device)
+    sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
     _generate(sampling, f"{first.stem}-to-{second.stem}", ".mp4", "connect", first, second, prompt, seconds=seconds, fps=fps)

@@ -9,7 +9,7 @@ import typer
 
 from kinetoscope.bundled import CAPTIONER, bundled_model
 from kinetoscope.cli.app import app
-from kinetoscope.cli.options import APIKeyEnv, Backend, BaseURL, ChatModel, Timeout
+from kinetoscope.cli.options import APIKeyEnv, Backend, BaseURL, ChatModel, Device, Dtype, Timeout
 
 
 def _openai_backend(backend: str, base_url: Optional[str], model: Optional[str], api_key_env: str, timeout: float, frames: int = 4):
@@ -41,13 +41,15 @@ def caption(
     frames: int = typer.Option(4, help="openai backend: evenly spaced frames sent per video."),
     timeout: Timeout = 60.0,
     batch_size: int = typer.Option(8, min=1, help="Videos captioned together."),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
 ) -> None:
     """Write a detailed caption for every video or image, keeping any original caption as original_caption."""
     from kinetoscope.language.recaption import builtin_captioner, collect_entries, openai_captioner, recaption
 
     entries = collect_entries(source)
     remote = _openai_backend(backend, base_url, model, api_key_env, timeout, frames)
-    caption_batch, max_frames, name = openai_captioner(remote) if remote is not None else builtin_captioner(captioner or bundled_model(CAPTIONER))
+    caption_batch, max_frames, name = openai_captioner(remote) if remote is not None else builtin_captioner(captioner or bundled_model(CAPTIONER), device, dtype)
     result = recaption(entries, out, caption_batch, caption_source=name, max_frames=max_frames, batch_size=batch_size)
     for path, reason in result.skipped:
         typer.echo(f"skipped {path}: {reason}", err=True)

@@ -16,7 +16,13 @@ VAEModel = Annotated[
     Optional[Path],
     typer.Option("--model", help="A VAE directory, or a model directory with vae/ inside. Default: the bundled model."),
 ]
-Device = Annotated[str, typer.Option(help="torch device to run on (cpu, cuda, ...).")]
+Device = Annotated[
+    str, typer.Option(help="Where to run: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps.")
+]
+Dtype = Annotated[
+    str,
+    typer.Option(help="Precision: auto (bfloat16 on CUDA, float32 on the CPU and MPS), float32, bfloat16 or float16."),
+]
 Out = Annotated[
     Optional[Path],
     typer.Option("--out", "-o", help="Output: .mp4, .gif, .webp, a folder, or .png for one frame. Default: from the prompt."),

@@ -9,7 +9,7 @@ import typer
 
 from kinetoscope.bundled import WORLD, bundled_model
 from kinetoscope.cli.app import app
-from kinetoscope.cli.options import Device, Model
+from kinetoscope.cli.options import Device, Dtype, Model
 
 
 @app.command()
@@ -22,7 +22,8 @@ def serve(
     api_key: Optional[str] = typer.Option(
         None, envvar="KINETOSCOPE_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 (env KINETOSCOPE_API_KEY)."
     ),
-    device: Device = "cpu",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     max_queue: int = typer.Option(256, min=1, help="Videos queued or running at once; more are refused with 429."),
     max_upload_mb: float = typer.Option(64.0, min=0.001, help="Largest request body (uploads included), in MiB."),
     max_prompt_chars: int = typer.Option(4000, min=1, help="Longest prompt, in characters."),
@@ -43,7 +44,7 @@ def serve(
     from kinetoscope.serve import Settings, create_app
 
     signing = SigningKey.from_env()  # checked before the model loads
-    pipe = Pipeline.from_pretrained(model or bundled_model(WORLD), device=device)
+    pipe = Pipeline.from_pretrained(model or bundled_model(WORLD), device, dtype)
     settings = Settings(
         data_dir=data,
         database=database,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from kinetoscope.cli.app import app
-from kinetoscope.cli.options import ConfigFile, Overrides, Resume
+from kinetoscope.cli.options import ConfigFile, Device, Overrides, Resume
 
 
 train_app = typer.Typer(
@@ -71,7 +71,7 @@ def bundle_command(
     size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the evaluation clips (the paper's is 128x128)."),
     frames: int = typer.Option(32, min=2, help="Frames per evaluation clip (the paper's is 32)."),
     seed: int = typer.Option(0, help="Seed of the evaluation clips and samples."),
-    device: str = typer.Option("cpu", help="torch device for the evaluation (the timed main command always runs on the CPU)."),
+    device: Device = "auto",
     timing_size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the timed main command."),
     timing_seconds: float = typer.Option(2.0, help="Seconds of video the timed main command makes."),
 ) -> None:

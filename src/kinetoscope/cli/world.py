@@ -8,6 +8,7 @@ import typer
 
 from kinetoscope.cli.app import app
 from kinetoscope.cli.options import Device
+from kinetoscope.devices import resolve_device
 
 
 world_app = typer.Typer(help="The procedural physical world: render clips with ground truth.", no_args_is_help=True)
@@ -63,7 +64,7 @@ def data_encode(
     max_frames: int = typer.Option(33, min=1, help="manifest: longest clip kept, in frames (cut, never resampled)."),
     max_side: int = typer.Option(256, min=8, help="manifest: longer sides are scaled down to this."),
     batch_size: int = typer.Option(16, min=1, help="Clips of one shape encoded together."),
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> None:
     """Encode clips once with a frozen VAE into a latent dataset (safetensors shards: latents, captions, ground truth)."""
     from kinetoscope.data.datasets import ShapeRule
@@ -93,7 +94,7 @@ def data_encode(
         shape = ShapeRule(model.spatial_compression, model.temporal_compression, max_frames, max_side)
         items, total = manifest_items(source, shape, skipped=skipped), None
     del model
-    index = write_latent_dataset(items, vae, out, total=total, batch_size=batch_size, device=device)
+    index = write_latent_dataset(items, vae, out, total=total, batch_size=batch_size, device=resolve_device(device))
     for what, why in skipped:
         typer.echo(f"skipped {what}: {why}", err=True)
     typer.echo(f"wrote {index}")

@@ -110,7 +110,7 @@ def world_oracle(*, through_mp4: bool = False) -> Generator:
     return generate
 
 
-def pipeline_generator(model: str | Path, *, device: str = "cpu") -> Generator:
+def pipeline_generator(model: str | Path, *, device: str = "cpu", dtype: str | None = None) -> Generator:
     """A generator backed by the generation pipeline of ``model`` (a model directory).
 
     Each request becomes one call ``pipe(prompt, num_frames=, width=, height=, fps=, seed=,
@@ -127,7 +127,7 @@ def pipeline_generator(model: str | Path, *, device: str = "cpu") -> Generator:
             "kinetoscope eval world needs a model directory with a generation pipeline, and this install has no "
             "kinetoscope.pipeline yet; score existing videos with kinetoscope eval videos."
         ) from None
-    pipe = Pipeline.from_pretrained(model, device=device)
+    pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype)
 
     def generate(request: GenerationRequest) -> np.ndarray:
         result = pipe(

@@ -95,10 +95,14 @@ def _recaptioned(entry: ManifestEntry, caption: str, source: str) -> ManifestEnt
     return dataclasses.replace(entry, caption=caption, extra=extra)
 
 
-def builtin_captioner(directory: str | os.PathLike) -> tuple[CaptionFn, int, str]:
-    """``(caption function, frames it reads, source name)`` for a trained captioner directory."""
+def builtin_captioner(
+    directory: str | os.PathLike, device: str = "cpu", dtype: str | None = None
+) -> tuple[CaptionFn, int, str]:
+    """``(caption function, frames it reads, source name)`` for a trained captioner directory, run on
+    ``device`` in ``dtype`` (``auto`` for either: :mod:`kinetoscope.devices`)."""
     import torch
 
+    from kinetoscope.devices import resolve_device, resolve_dtype
     from kinetoscope.io import frames_to_tensor
     from kinetoscope.language.captioner import Captioner, square_frames
 
@@ -107,7 +111,9 @@ def builtin_captioner(directory: str | os.PathLike) -> tuple[CaptionFn, int, str
             f"No captioner at {directory}; train one with `kinetoscope train captioner --config "
             "configs/captioner-world.yaml` and pass its run's final/ folder with --captioner."
         )
-    model = Captioner.from_pretrained(directory)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype or "auto", device)
+    model = Captioner.from_pretrained(directory, device=device, dtype=dtype)
     c = model.config
 
     def caption_batch(batch: list[tuple[np.ndarray, float, ManifestEntry]]) -> list[str]:
@@ -116,7 +122,8 @@ def builtin_captioner(directory: str | os.PathLike) -> tuple[CaptionFn, int, str
         pixels = torch.zeros(len(videos), 3, int(counts.max()), c.image_size, c.image_size)
         for i, v in enumerate(videos):
             pixels[i, :, : v.shape[1]] = v
-        return [model.tokenizer.decode(ids) for ids in model.generate(pixels, frame_counts=counts)]
+        pixels = pixels.to(device, dtype)
+        return [model.tokenizer.decode(ids) for ids in model.generate(pixels, frame_counts=counts.to(device))]
 
     return caption_batch, c.frames, f"kinetoscope:{Path(directory).name}"
 

@@ -85,21 +85,28 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        cls,
+        model_dir: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
     ) -> Pipeline:
-        """Load a model directory (:mod:`kinetoscope.model_dir`); ``dtype`` applies to the DiT."""
+        """Load a model directory (:mod:`kinetoscope.model_dir`) onto ``device`` (``auto``: CUDA, MPS,
+        else the CPU), every component in ``dtype`` (``auto`` or None: :mod:`kinetoscope.devices`)."""
+        from kinetoscope.devices import resolve_device, resolve_dtype
         from kinetoscope.model_dir import hf_text_encoder_dir, model_id_for, read_index
         from kinetoscope.text import HFTextEncoder, TextEncoder
 
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype or "auto", device)
         model_dir = Path(model_dir)
         index = read_index(model_dir)
-        vae = CausalVAE.from_pretrained(model_dir / "vae", device=device).requires_grad_(False)
+        vae = CausalVAE.from_pretrained(model_dir / "vae", device=device, dtype=dtype).requires_grad_(False)
         dit = DiT.from_pretrained(model_dir / "dit", device=device, dtype=dtype).requires_grad_(False)
         hf_dir = hf_text_encoder_dir(model_dir, index)
         if hf_dir is not None:
-            text = HFTextEncoder(hf_dir, device=device)
+            text = HFTextEncoder(hf_dir, device=device, dtype=dtype)
         else:
-            text = TextEncoder.from_pretrained(model_dir / "text", device=device).requires_grad_(False)
+            text = TextEncoder.from_pretrained(model_dir / "text", device=device, dtype=dtype).requires_grad_(False)
         return cls(vae, dit, text, FlowConfig.from_dict(index.get("flow", {})), model_id_for(model_dir))
 
     def save_pretrained(self, out_dir: str | os.PathLike, name: str | None = None) -> Path:
@@ -292,12 +299,17 @@ class Pipeline:
 
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` -> normalised latents ``(C, t, h, w)`` (posterior mean)."""
-        x = frames_to_tensor(frames, device=self.device)[None]
-        return self.vae.encode(x, tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0]
+        x = frames_to_tensor(frames, device=self.device, dtype=self._vae_dtype)[None]
+        return self.vae.encode(x, tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0].float()
+
+    @property
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents -> float frames ``(T, H, W, 3)`` in 0..255, in VAE tiles when frames are large."""
-        x = self.vae.decode(latents[None], tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0]
+        z = latents[None].to(self._vae_dtype)
+        x = self.vae.decode(z, tile_size=self.tile_size, tile_overlap=self.tile_overlap)[0]
         return ((x.float() + 1.0) * 127.5).permute(1, 2, 3, 0).cpu().numpy()
 
 

@@ -1,0 +1,54 @@
+"""The device and precision a model runs in: what ``--device`` and ``--dtype`` name, ``auto`` included.
+
+``auto`` devices: CUDA, then Apple's MPS, then the CPU. ``auto`` precision: bfloat16 on CUDA
+(float16 where the GPU has no bfloat16), float32 on MPS and on the CPU: on a CPU, bfloat16 is
+fast only where the CPU has bf16 units (AMX, AVX-512 BF16) and only for large enough matrices,
+so ``--dtype bfloat16`` is one flag away where it is measured to pay
+(benchmarks/RESULTS.md, "precision of sampling on the CPU").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kinetoscope.errors import InvalidInputError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a device that exists here."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInputError(
+            f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}.", param="device"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"--device {name}: no CUDA device is available here; use auto or cpu.", param="device")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InvalidInputError(f"--device {name}: MPS is not available here; use auto or cpu.", param="device")
+    return device
+
+
+def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``auto``, ``float32``, ``bfloat16`` or ``float16`` as the precision to run on ``device``."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in DTYPES:
+        raise InvalidInputError(f"--dtype must be auto, {', '.join(DTYPES)}, got {name!r}.", param="dtype")
+    if name == "float16" and device.type == "cpu":
+        raise InvalidInputError("--dtype float16 runs on GPUs only; on the CPU use bfloat16 or float32.", param="dtype")
+    return DTYPES[name]
