@@ -10,7 +10,6 @@ frames back, and watermarks every frame.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path

@@ -252,7 +252,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Path:
-        cfg, info = self.config, self.info
         self.started = time.monotonic()  # the time limit counts from here, set-up included
         self.stop_asked = False
         with self._stop_on_sigterm():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from kinetoscope.config import Config
 from kinetoscope.data.batching import latent_tokens
 from kinetoscope.data.datasets import VideoSample, WorldSource, collate_videos, group_by_shape
 from kinetoscope.data.latents import LatentSample, LatentSource, foreground_cells
-from kinetoscope.errors import CheckpointError, ConfigError
+from kinetoscope.errors import ConfigError
 from kinetoscope.files import atomic_write_json
 from kinetoscope.model_dir import hf_text_encoder_dir, read_index, save_model_dir
 from kinetoscope.train.data import shape_rule, video_source
