@@ -490,3 +490,12 @@ def test_foreground_weight_counts_object_pixels_that_many_times():
     assert loss.item() == pytest.approx(0.25 * 4 * 4 / (60 + 4 * 4), rel=1e-5)  # each object pixel counts 4 times
     plain = VAELossConfig(l1_weight=0.0, l2_weight=1.0, ssim_weight=0.0)
     assert vae_loss(x, x + error, standard, plain)[0].item() == pytest.approx(logs["l2"], rel=1e-5)
+
+
+def test_ssim_under_bf16_autocast_is_computed_in_fp32_and_stays_finite_on_flat_frames():
+    flat = torch.full((1, 3, 2, 16, 16), 0.9)
+    noisy = flat + 0.01 * random_video(2, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = ssim(flat, noisy)
+    assert under.dtype == torch.float32 and torch.isfinite(under)
+    assert under.item() == pytest.approx(ssim(flat, noisy).item(), abs=1e-6)

@@ -277,7 +277,8 @@ class Captioner(PretrainedModel):
             logits = tokens.new_zeros((*tokens.shape, self.config.vocab_size), dtype=video.dtype)
             for rows in lengths.argsort().chunk(length_groups):
                 n = int(lengths[rows].max())
-                logits[rows, :n] = self.decode(tokens[rows, :n], video[rows], None if mask is None else mask[rows])
+                part = self.decode(tokens[rows, :n], video[rows], None if mask is None else mask[rows])
+                logits[rows, :n] = part.to(logits.dtype)  # under autocast the decoder's linears give bf16
         return (logits, video) if with_video else logits
 
     @torch.no_grad()

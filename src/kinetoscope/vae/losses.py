@@ -46,6 +46,11 @@ def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor)
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean structural similarity of two videos (B, C, T, H, W) in [-1, 1], frame by frame
     (Wang et al. 2004, Gaussian window; frames smaller than the window use a smaller one)."""
+    if torch.is_autocast_enabled(x.device.type):
+        # Variances are differences of blurred squares: bf16's rounding of those (about 0.4% of 1)
+        # exceeds SSIM's constant c2 = 0.0036, and the quotient goes to inf on flat frames.
+        with torch.autocast(x.device.type, enabled=False):
+            return ssim(x.float(), y.float(), window, sigma)
     b, c, t, h, w = x.shape
     window = min(window, h, w)
     frames_x = x.transpose(1, 2).reshape(b * t, c, h, w)
