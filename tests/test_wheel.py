@@ -41,6 +41,7 @@ def test_the_wheel_ships_its_models_and_configs_and_runs_from_an_empty_folder(tm
     ):  # fmt: skip
         assert shipped in names, shipped
     assert any(n.endswith("dist-info/licenses/LICENSE") or n.endswith("dist-info/LICENSE") for n in names)
+    assert "PASSED" in run(sys.executable, "-m", "twine", "check", wheel, cwd=tmp_path).stdout  # metadata and README render
 
     # torch and the other dependencies come from this environment; kinetoscope only from the wheel.
     venv.create(tmp_path / "venv", system_site_packages=True, with_pip=True)
