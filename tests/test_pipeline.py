@@ -216,7 +216,11 @@ def test_preview_then_upscale(pipe):
 @pytest.mark.parametrize(
     ("call", "error", "words"),
     [
-        (lambda p, f: p("", num_frames=5), InvalidInputError, "prompt must be text"),
+        (lambda p, f: p("", num_frames=5), InvalidInputError, "prompt is empty"),
+        (lambda p, f: p("\u200b\x00", num_frames=5), InvalidInputError, "prompt is empty"),
+        (lambda p, f: p(5, num_frames=5), InvalidInputError, "prompt must be text"),
+        (lambda p, f: p("a ball \ud800", num_frames=5), InvalidInputError, "prompt is not valid Unicode"),
+        (lambda p, f: p("a ball", negative_prompt="x\udfff"), InvalidInputError, "negative_prompt is not valid Unicode"),
         (lambda p, f: p("x", width=4096), InvalidInputError, "width 4096 is not a size this model can make"),
         (lambda p, f: p("x", height=8), InvalidInputError, "height 8 is not a size"),
         (lambda p, f: p("x", num_frames=1000), InvalidInputError, "num_frames 1000 is not possible here"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import io
+import json
 import os
 import queue
 import re
@@ -367,6 +368,18 @@ def test_recovery_runs_interrupted_jobs_again_then_fails_them_with_a_reason(tmp_
     assert store.delete(queued.id).id == queued.id and store.get(queued.id) is None
 
 
+def test_paging_goes_on_when_the_cursor_video_is_deleted(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite3")
+    ids = [store.add(NewJob("generate", "m", "1", "64x64", f"p{i}", {"prompt": "p"})).id for i in range(4)]
+    assert [j.id for j in store.list(after=ids[1], limit=10, order="asc")[0]] == ids[2:]
+    store.delete(ids[1])
+    assert store.known(ids[1]) and not store.known("video_" + "0" * 32)
+    assert [j.id for j in store.list(after=ids[1], limit=10, order="asc")[0]] == ids[2:]
+    assert [j.id for j in store.list(after=ids[1], limit=10, order="desc")[0]] == ids[:1]
+    # The tombstone keeps the position only: nothing of the deleted video's content.
+    assert store._db.execute("SELECT * FROM deleted").fetchall()[0].keys() == ["id", "seq"]
+
+
 # ---------------------------------------------------------------- bad requests
 KEY = {"Authorization": "Bearer sekret"}
 
@@ -436,6 +449,17 @@ def _malformed(queued_id: str, small: dict) -> list[tuple[str, str, str, dict, i
         ("too large, chunked", "POST", "/v1/videos", {"content": iter([b"{" + b" " * 100_000] * 3), "headers": {"content-type": "application/json"}}, 413, None),
         ("duplicate field", "POST", "/v1/videos", {"content": b"prompt=a&prompt=b", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 400, "prompt"),
         ("nested too deep", "POST", "/v1/videos/edits", form(prompt="p", **{"video[id][x]": "y"}), 400, None),
+        ("json 100k deep", "POST", "/v1/videos", {"content": b'{"prompt": ' + b"[" * 60_000 + b"]" * 60_000 + b"}", "headers": {"content-type": "application/json"}}, 400, None),
+        ("lone surrogate", "POST", "/v1/videos", {"content": json.dumps({**ok, "prompt": "a ball \ud800"}).encode(), "headers": {"content-type": "application/json"}}, 400, "prompt"),
+        ("only NULs", "POST", "/v1/videos", {"json": {**ok, "prompt": "\x00\x00\x00"}}, 400, "prompt"),
+        ("only zero-width", "POST", "/v1/videos", {"json": {**ok, "prompt": "\u200b\u200b"}}, 400, "prompt"),
+        ("negative too long", "POST", "/v1/videos", {"json": {**ok, "negative_prompt": "x" * 201}}, 400, "negative_prompt"),
+        ("negative surrogate", "POST", "/v1/videos", {"content": json.dumps({**ok, "negative_prompt": "x\udfff"}).encode(), "headers": {"content-type": "application/json"}}, 400, "negative_prompt"),
+        ("negative refused", "POST", "/v1/videos", {"json": {**ok, "negative_prompt": "g.o.r.3 everywhere"}}, 400, "negative_prompt"),
+        ("seconds true", "POST", "/v1/videos", {"json": {**ok, "seconds": True}}, 400, "seconds"),
+        ("seconds underscore", "POST", "/v1/videos", {"json": {**ok, "seconds": "1_0"}}, 400, "seconds"),
+        ("size arabic digits", "POST", "/v1/videos", {"json": {**ok, "size": "\u0661\u0662\u0668x\u0661\u0662\u0668"}}, 400, "size"),
+        ("image_frame, no image", "POST", "/v1/videos", {"json": {**ok, "image_frame": 3}}, 400, "image_frame"),
         ("unknown id", "GET", f"/v1/videos/{unknown}", {}, 404, "video_id"),
         ("not an id", "GET", "/v1/videos/hello", {}, 404, "video_id"),
         ("path traversal", "GET", "/v1/videos/..%2F..%2Fjobs.sqlite3/content", {}, 404, None),
@@ -484,6 +508,7 @@ def test_malformed_requests_get_a_4xx_with_an_openai_error_body(strict, small):
                 and isinstance(error, dict)
                 and set(error) == {"message", "type", "param", "code"}
                 and isinstance(error["message"], str)
+                and isinstance(error["code"], str)
                 and error["message"].endswith(".")
                 and (param is None or error["param"] == param)
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import secrets
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -76,9 +77,9 @@ class Request:
     def check(self) -> None:
         """The checks that need no file: prompt and sampling settings."""
         frames_given = self.image is not None or self.video is not None
-        _check_text(self.prompt, "prompt", allow_empty=frames_given)  # a transition may go unnamed
+        check_text(self.prompt, "prompt", allow_empty=frames_given)  # a transition may go unnamed
         if self.negative_prompt is not None:
-            _check_text(self.negative_prompt, "negative_prompt", allow_empty=True)
+            check_text(self.negative_prompt, "negative_prompt", allow_empty=True)
         if not _whole(self.steps) or self.steps < 1:
             raise InvalidInputError(f"steps must be a whole number of at least 1, got {self.steps!r}.", param="steps")
         if not (_number(self.guidance) and self.guidance >= 0):
@@ -256,9 +257,25 @@ def _on_grid(side: float, low: int, high: int, multiple: int) -> int:
     return min(high, max(low, nearest_multiple(side, multiple)))
 
 
-def _check_text(text: Any, name: str, allow_empty: bool) -> None:
-    if not isinstance(text, str) or (not allow_empty and not text.strip()):
+def check_text(text: Any, name: str, *, allow_empty: bool = False, max_chars: int | None = None) -> str:
+    """The one rule for a prompt-like field (prompt, negative prompt, remix prompt), for the
+    library, the command line and the service: valid Unicode text, within ``max_chars``, and
+    unless ``allow_empty`` something other than spaces, control or invisible characters."""
+    if not isinstance(text, str):
         raise InvalidInputError(f"{name} must be text describing the video, got {text!r}.", param=name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(
+            f"{name} is not valid Unicode: it holds a lone surrogate (U+{ord(text[e.start]):04X}) at character {e.start}.",
+            param=name,
+        ) from None
+    if max_chars is not None and len(text) > max_chars:
+        raise InvalidInputError(f"{name} has {len(text)} characters; the limit is {max_chars}.", param=name)
+    # Letters, marks, numbers, punctuation and symbols; not separators (Z*) or controls and format characters (C*).
+    if not allow_empty and not any(unicodedata.category(c)[0] not in "CZ" for c in text):
+        raise InvalidInputError(f"{name} is empty; describe the video to make.", param=name)
+    return text
 
 
 def _check_long_enough(frames: np.ndarray, name: str) -> None:

@@ -49,8 +49,8 @@ class ContentPolicyError(KinetoscopeError):
     code = "content_policy_violation"
     status_code = 400
 
-    def __init__(self, decision: PolicyDecision):
-        super().__init__(decision.reason or "the prompt was refused by the content policy.", param="prompt")
+    def __init__(self, decision: PolicyDecision, param: str = "prompt"):
+        super().__init__(decision.reason or f"the {param} was refused by the content policy.", param=param)
         self.decision = decision
 
 
@@ -162,11 +162,11 @@ class PromptPolicy:
                 return PolicyDecision(False, category.name, reason, matched)
         return PolicyDecision(True)
 
-    def enforce(self, prompt: str) -> None:
-        """Raise :class:`ContentPolicyError` if ``prompt`` is refused; return quietly otherwise."""
+    def enforce(self, prompt: str, param: str = "prompt") -> None:
+        """Raise :class:`ContentPolicyError` (naming ``param``) if ``prompt`` is refused; return quietly otherwise."""
         decision = self.check(prompt)
         if not decision.allowed:
-            raise ContentPolicyError(decision)
+            raise ContentPolicyError(decision, param)
 
 
 def load_policy(path: str | os.PathLike | None = None) -> PromptPolicy:

@@ -206,6 +206,8 @@ async def read_request(request: Request, model: type[R], max_part_bytes: int) ->
         return model.model_validate(fields)
     except ValidationError as e:
         raise _invalid(e, model) from None
+    except RecursionError:
+        raise InvalidInputError("The request body nests too deeply; send a flat JSON object of parameters.") from None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -213,6 +215,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         fields = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidInputError(f"The request body is not valid JSON ({e}).") from None
+    except RecursionError:
+        raise InvalidInputError("The request body nests too deeply; send a flat JSON object of parameters.") from None
     if not isinstance(fields, dict):
         raise InvalidInputError(f"The request body must be a JSON object, got {type(fields).__name__}.")
     return fields
@@ -290,6 +294,10 @@ def _error_response(error: KinetoscopeError) -> JSONResponse:
     return JSONResponse({"error": error_body(error)}, status_code=error.status_code)
 
 
+#: ``error.code`` of the errors routing raises before a route runs (an unknown path, a wrong method).
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KinetoscopeError)
     async def kinetoscope_error(request: Request, error: KinetoscopeError) -> JSONResponse:
@@ -304,7 +312,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         message = f"{error.detail} ({request.method} {request.url.path})."
-        body = {"message": message, "type": error_type(error.status_code), "param": None, "code": None}
+        code = _HTTP_CODES.get(error.status_code, "invalid_request")
+        body = {"message": message, "type": error_type(error.status_code), "param": None, "code": code}
         return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
@@ -314,6 +323,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             "message": "The server had an error processing the request.",
             "type": "server_error",
             "param": None,
-            "code": None,
+            "code": "server_error",
         }
         return JSONResponse({"error": body}, status_code=500)

@@ -17,7 +17,9 @@ from kinetoscope.errors import InvalidInputError
 from kinetoscope.pipeline import Limits
 from kinetoscope.pipeline.limits import frames_for
 
-_SIZE = re.compile(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*")
+# ASCII digits only: Python's \d and float() also read other scripts' digits and "1_0".
+_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×]\s*([0-9]{1,5})\s*")
+_SECONDS = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?\s*|\s*\.[0-9]+\s*")
 #: Aspect ratios offered as ready-made sizes (width, height), each at a few scales.
 _ASPECTS = ((1, 1), (16, 9), (9, 16))
 _SCALES = (1, 2, 4)
@@ -107,9 +109,11 @@ class Capabilities:
 
     def parse_seconds(self, value: Any, param: str = "seconds", most_frames: int | None = None) -> float:
         """A positive duration of at most ``most_frames`` (default: the model's longest clip) at the model's fps."""
-        try:
+        if isinstance(value, str) and _SECONDS.fullmatch(value):
             seconds = float(value)
-        except (TypeError, ValueError):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:  # true, "1_0", "١٠", "1e3", "inf": not the forms the SDK sends
             seconds = math.nan
         if not (math.isfinite(seconds) and 0 < seconds):
             raise InvalidInputError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 
 # ---------------------------------------------------------------- responses
@@ -66,6 +66,10 @@ class ErrorBody(BaseModel):
 
 
 # ---------------------------------------------------------------- requests
+#: The SDK sends "4"; a number is taken too, but never a boolean (pydantic would read true as 1).
+Seconds = StrictStr | StrictInt | StrictFloat
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -97,7 +101,7 @@ class CreateRequest(_Generation):
     """``POST /v1/videos``: text to video, or image to video with ``input_reference``."""
 
     model: str | None = None
-    seconds: str | float | None = None
+    seconds: Seconds | None = None
     size: str | None = None
     input_reference: UploadFile | ImageReference | None = Field(
         None, description='an uploaded image file, or {"image_url": "data:image/png;base64,..."}'
@@ -128,7 +132,7 @@ class ExtendRequest(_Generation):
     """``POST /v1/videos/extensions``: ``seconds`` more of a video (by id or uploaded)."""
 
     video: UploadFile | VideoReference = Field(description=_VIDEO)
-    seconds: str | float
+    seconds: Seconds
     #: Extra: add the new seconds after the end (forward) or before the start (backward).
     direction: Literal["forward", "backward"] = "forward"
 
@@ -138,4 +142,4 @@ class ConnectRequest(_Generation):
 
     video: UploadFile | VideoReference = Field(description=_VIDEO)
     video_b: UploadFile | VideoReference = Field(description=_VIDEO)
-    seconds: str | float
+    seconds: Seconds

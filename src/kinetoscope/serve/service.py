@@ -21,6 +21,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.files import make_private
+from kinetoscope.pipeline.request import check_text
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
@@ -100,8 +101,8 @@ class VideoService:
         return job
 
     def list(self, *, after: str | None, limit: int, order: Literal["asc", "desc"]) -> tuple[list[Job], bool]:
-        if after is not None:
-            self.get(after, param="after")
+        if after is not None and not (is_valid_id(after) and self.store.known(after)):
+            raise NotFoundError(f"No video with id {after!r} exists here.", param="after")
         return self.store.list(after=after, limit=limit, order=order)
 
     def content(self, video_id: str, variant: Variant) -> tuple[Path, str]:
@@ -145,6 +146,8 @@ class VideoService:
         }
         kind = "loop" if request.loop else "generate"
         video_id = new_id()
+        if request.input_reference is None and request.image_frame != 0:
+            raise InvalidInputError("image_frame places input_reference; give an image, or leave it out.", param="image_frame")
         with self._staging(video_id) as folder:
             if request.input_reference is not None:
                 self._check_image_frame(request, caps.num_frames(seconds))
@@ -217,13 +220,10 @@ class VideoService:
             return self._submit(video_id, job)
 
     # ---------------------------------------------------------------- checks
-    def _prompt(self, prompt: str) -> str:
-        if not prompt.strip():
-            raise InvalidInputError("prompt is empty; describe the video to make.", param="prompt")
-        limit = self.settings.max_prompt_chars
-        if len(prompt) > limit:
-            raise InvalidInputError(f"prompt has {len(prompt)} characters; the limit is {limit}.", param="prompt")
-        self.policy.enforce(prompt)
+    def _prompt(self, prompt: str, param: str = "prompt", allow_empty: bool = False) -> str:
+        """Every text field: the request layer's rule (valid Unicode, the length limit, not blank), then the policy."""
+        check_text(prompt, param, allow_empty=allow_empty, max_chars=self.settings.max_prompt_chars)
+        self.policy.enforce(prompt, param)
         return prompt
 
     def _model(self, model: str | None) -> None:
@@ -251,6 +251,8 @@ class VideoService:
 
     def _common(self, request: _Generation) -> dict[str, Any]:
         """Pipeline arguments every mode shares; a seed is always drawn so that a re-run makes the same video."""
+        if request.negative_prompt is not None:
+            self._prompt(request.negative_prompt, "negative_prompt", allow_empty=True)
         params: dict[str, Any] = {"prompt": request.prompt, "seed": request.seed}
         if params["seed"] is None:
             params["seed"] = secrets.randbelow(2**31)

@@ -46,7 +46,13 @@ CREATE TABLE IF NOT EXISTS videos (
     attempts INTEGER NOT NULL DEFAULT 0          -- times a worker started it
 );
 CREATE INDEX IF NOT EXISTS videos_status ON videos (status, seq);
+-- Where deleted videos stood in the list (ids only, nothing of their content), so a client paging
+-- with a deleted video as its cursor goes on from there.
+CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
+
+
+_CURSOR_SEQ = "SELECT seq FROM videos WHERE id = ? UNION ALL SELECT seq FROM deleted WHERE id = ? LIMIT 1"
 
 
 class QueueFull(Exception):
@@ -126,11 +132,16 @@ class Store:
         with self._lock:
             where, args = "", []
             if after is not None:
-                where, args = f"WHERE seq {compare} (SELECT seq FROM videos WHERE id = ?)", [after]
+                where, args = f"WHERE seq {compare} ({_CURSOR_SEQ})", [after, after]
             rows = self._db.execute(
                 f"SELECT * FROM videos {where} ORDER BY seq {direction} LIMIT ?", [*args, limit + 1]
             ).fetchall()
         return [_job(r) for r in rows[:limit]], len(rows) > limit
+
+    def known(self, video_id: str) -> bool:
+        """Whether ``video_id`` is, or was before it was deleted, a job here (a valid list cursor)."""
+        with self._lock:
+            return self._db.execute(_CURSOR_SEQ, (video_id, video_id)).fetchone() is not None
 
     def count(self, *statuses: Status) -> int:
         marks = ",".join("?" * len(statuses))
@@ -204,6 +215,7 @@ class Store:
             if row is None or row["status"] == "in_progress":
                 return _job(row) if row else None
             self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
+            self._db.execute("INSERT OR REPLACE INTO deleted (id, seq) VALUES (?, ?)", (video_id, row["seq"]))
         return _job(row)
 
     def recover(self, *, max_attempts: int) -> tuple[list[str], list[str]]:
