@@ -348,6 +348,40 @@ def test_stopping_the_server_puts_the_running_job_back_in_the_queue(pipeline, tm
     assert (job.status, job.progress, job.attempts) == ("queued", 0, 0)
 
 
+def test_deleting_a_running_job_stops_it_and_frees_the_worker(pipeline, tmp_path, small):
+    app = create_app(pipeline, Settings(data_dir=tmp_path, poll_after_ms=50))
+    with LiveServer(app) as live:
+        client = sdk(live.url)
+        long = client.videos.create(prompt="a long one", **small, extra_body={"steps": 400}).id
+        after = client.videos.create(prompt="a short one", **small, extra_body=FAST).id
+        deadline = time.monotonic() + 60
+        while client.videos.retrieve(long).progress < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.videos.retrieve(long).status == "in_progress"
+        started = time.monotonic()
+        assert client.videos.delete(long).deleted
+        assert time.monotonic() - started < 10  # stopped at its next step, not after its 400
+        with pytest.raises(openai.NotFoundError):
+            client.videos.retrieve(long)
+        assert not app.state.service.files.inputs(long).exists() and not app.state.service.files.outputs(long).exists()
+        assert wait(client, after).status == "completed"  # the worker went on with the queue
+
+
+def test_a_request_over_the_work_budget_is_refused_and_a_slow_job_fails_at_the_time_limit(pipeline, tmp_path, small):
+    side = int(small["size"].split("x")[0])
+    frames = round(float(small["seconds"]) * pipeline.limits.default_fps)
+    settings = Settings(data_dir=tmp_path, poll_after_ms=50, max_work=frames * side * side * 40, job_time_limit=0.001)
+    app = create_app(pipeline, settings)
+    with LiveServer(app) as live:
+        client = sdk(live.url)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.videos.create(prompt="a ball", **small, extra_body={"steps": 41})
+        assert "this server allows" in caught.value.body["message"] and caught.value.body["param"] == "seconds"
+        slow = client.videos.create(prompt="a ball", **small, extra_body={"steps": 40})
+        failed = wait(client, slow.id)
+        assert failed.status == "failed" and failed.error.code == "job_time_limit", failed.error
+
+
 def test_recovery_runs_interrupted_jobs_again_then_fails_them_with_a_reason(tmp_path):
     store = Store(tmp_path / "jobs.sqlite3")
     job = store.add(NewJob("generate", "m", "1", "64x64", "p", {"prompt": "p"}))
@@ -545,3 +579,70 @@ def test_a_full_queue_answers_429_and_the_sdk_sees_a_rate_limit(strict, small):
 def test_serve_command_is_documented(cli):
     code, out, _ = cli("serve", "--help")
     assert code == 0 and "--model" in out and "--data" in out and "--api-key" in out
+
+
+# ---------------------------------------------------------------- fuzzing
+_ODD_VALUES = [
+    None, True, False, 0, -1, 2**70, 1.5, -0.0, float("nan"), float("inf"), "", " ", "\x00", "\u200b", "\ud800",
+    "x" * 5000, "\u0661\u0662", "4", "64x64", "1_0", "1e9", [], {}, [[[]]], {"id": "video_" + "0" * 32},
+    {"image_url": "data:image/png;base64,AAAA"}, "../../etc/passwd", "video_" + "f" * 32, "g.o.r.3",
+]
+_FIELDS = ["prompt", "negative_prompt", "seconds", "size", "model", "seed", "steps", "guidance", "loop",
+           "image_frame", "input_reference", "video", "video_b", "direction", "strength", "zzz", "__proto__"]  # fmt: skip
+_ROUTES = [
+    ("POST", "/v1/videos"), ("POST", "/v1/videos/edits"), ("POST", "/v1/videos/extensions"),
+    ("POST", "/v1/videos/connections"), ("POST", "/v1/videos/{id}/remix"), ("GET", "/v1/videos"),
+    ("GET", "/v1/videos/{id}"), ("DELETE", "/v1/videos/{id}"), ("GET", "/v1/videos/{id}/content"),
+    ("PATCH", "/v1/videos"), ("GET", "/v1/{id}"),
+]  # fmt: skip
+
+
+def _sendable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _fuzzed_requests(count: int, seed: int, small: dict) -> list[tuple[str, str, dict]]:
+    """Seeded random requests: real routes with odd ids, fields with odd values, bodies of odd kinds."""
+    import random
+
+    rng = random.Random(seed)
+    requests = []
+    for _ in range(count):
+        method, path = rng.choice(_ROUTES)
+        path = path.format(id=rng.choice(["video_" + "0" * 32, "x", "%00", "..%2F", "video_" + "a" * 31, "é"]))
+        fields = {"prompt": "a ball", **small} if rng.random() < 0.5 else {}
+        for _ in range(rng.randint(0, 4)):
+            fields[rng.choice(_FIELDS)] = rng.choice(_ODD_VALUES)
+        kind = rng.choice(["json", "json", "form", "bytes", "truncated", "none"])
+        if kind == "json":
+            kwargs = {"content": json.dumps(fields).encode(), "headers": {"content-type": "application/json"}}
+        elif kind == "form":  # (a form cannot carry a lone surrogate: the client replaces it)
+            kwargs = {"data": {k: _sendable(json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in fields.items()}}
+        elif kind == "bytes":
+            kwargs = {"content": rng.randbytes(rng.randint(0, 300)), "headers": {"content-type": rng.choice(
+                ["application/json", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "image/png"])}}  # fmt: skip
+        elif kind == "truncated":
+            body = json.dumps(fields).encode()
+            kwargs = {"content": body[: rng.randint(0, len(body))], "headers": {"content-type": "application/json"}}
+        else:
+            kwargs = {}
+        if rng.random() < 0.2:
+            kwargs["params"] = {rng.choice(["limit", "after", "order", "variant"]): _sendable(str(rng.choice(_ODD_VALUES)))}
+        requests.append((method, path, kwargs))
+    return requests
+
+
+def test_500_fuzzed_requests_get_no_500_and_every_error_has_the_openai_body(strict, small):
+    failures = []
+    with httpx2.Client(base_url=strict.url, timeout=30, headers=KEY) as http:
+        for method, path, kwargs in _fuzzed_requests(500, seed=20261206, small=small):
+            response = http.request(method, path, **kwargs)
+            if response.status_code >= 500:
+                failures.append((method, path, str(kwargs)[:200], response.status_code, response.text[:200]))
+            elif response.status_code >= 400:
+                error = response.json().get("error") if "json" in response.headers.get("content-type", "") else None
+                if not (isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}
+                        and isinstance(error["code"], str) and error["message"].endswith(".")):  # fmt: skip
+                    failures.append((method, path, str(kwargs)[:200], response.status_code, response.text[:200]))
+        assert http.get("/v1/videos").status_code == 200  # and it still answers
+    assert not failures, "\n".join(map(str, failures[:10]))

@@ -27,6 +27,10 @@ def serve(
     max_queue: int = typer.Option(256, min=1, help="Videos queued or running at once; more are refused with 429."),
     max_upload_mb: float = typer.Option(64.0, min=0.001, help="Largest request body (uploads included), in MiB."),
     max_prompt_chars: int = typer.Option(4000, min=1, help="Longest prompt, in characters."),
+    max_work: Optional[int] = typer.Option(
+        None, min=1, help="Most work per request, frames x pixels x steps. Default: 64 times the model's default request."
+    ),
+    job_time_limit: float = typer.Option(900.0, min=0, help="Seconds a video may take before it fails (0: no limit)."),
 ) -> None:
     """Serve the OpenAI-compatible /v1/videos API and a web page at / (FastAPI on uvicorn).
 
@@ -52,6 +56,8 @@ def serve(
         max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_prompt_chars=max_prompt_chars,
+        max_work=max_work,
+        job_time_limit=job_time_limit or None,
         c2pa=signing,
     )
     signed = f", videos signed with C2PA by {signing.cert_chain}" if signing else ""

@@ -25,7 +25,7 @@ from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
 from kinetoscope.pipeline import plan as plans
 from kinetoscope.pipeline.limits import Limits, nearest_multiple
 from kinetoscope.pipeline.media import Media, load_video
-from kinetoscope.pipeline.request import Job, Request, plan_request
+from kinetoscope.pipeline.request import DEFAULT_STEPS, Job, Request, plan_request
 from kinetoscope.vae import CausalVAE
 from kinetoscope.vae.model import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
@@ -135,7 +135,7 @@ class Pipeline:
         num_frames: int | None = None,
         seconds: float | None = None,
         fps: float | None = None,
-        steps: int = 30,
+        steps: int = DEFAULT_STEPS,
         guidance: float = 5.0,
         guidance_rescale: float = 0.0,
         seed: int | None = None,

@@ -26,6 +26,8 @@ from kinetoscope.pipeline.media import Media, fit_frames, load_image, load_video
 DIRECTIONS = ("forward", "backward")
 #: Frames of a given video that condition an extension or a transition (its last or first ones).
 CONTEXT_FRAMES = 17
+#: Sampling steps when a call does not say.
+DEFAULT_STEPS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Request:
     num_frames: int | None = None
     seconds: float | None = None
     fps: float | None = None
-    steps: int = 30
+    steps: int = DEFAULT_STEPS
     guidance: float = 5.0
     guidance_rescale: float = 0.0
     seed: int | None = None

@@ -163,7 +163,7 @@ def _api(service: VideoService, settings: Settings) -> APIRouter:
 
     @api.delete("/videos/{video_id}")
     def delete_video(video_id: str) -> VideoDeleted:
-        """Delete a video that is not being generated right now (a queued one is cancelled)."""
+        """Delete a video: a queued one never runs, a running one stops at its next sampling step."""
         service.delete(video_id)
         return VideoDeleted(id=video_id)
 

@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import dataclasses
 import secrets
+import time
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.files import make_private
-from kinetoscope.pipeline.request import check_text
+from kinetoscope.pipeline.request import DEFAULT_STEPS, check_text
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
@@ -73,6 +74,13 @@ class Settings:
     edit_strength: float = 0.7
     #: Signs every video with a C2PA manifest (``kinetoscope serve``: from KINETOSCOPE_C2PA_CERT/KEY).
     c2pa: SigningKey | None = None
+    #: The most work one request may ask for, in frames x pixels x sampling steps; None: 64 times the
+    #: model's default request (its default size and duration at 30 steps).
+    max_work: int | None = None
+    #: A job running longer than this many seconds fails with code ``job_time_limit`` (None: no limit).
+    job_time_limit: float | None = 900.0
+    #: How long ``DELETE`` of a running job waits for it to stop at its next sampling step.
+    cancel_wait: float = 30.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -88,8 +96,12 @@ class VideoService:
         self.store = Store(settings.database)
         self.files = Files(settings.data_dir)
         self.worker = Worker(
-            self.store, pipeline, self.files, max_attempts=settings.max_attempts, signing=settings.c2pa
-        )
+            self.store, pipeline, self.files, max_attempts=settings.max_attempts, signing=settings.c2pa,
+            time_limit=settings.job_time_limit,
+        )  # fmt: skip
+        limits = self.capabilities.limits
+        default_work = limits.default_frames * limits.default_width * limits.default_height * DEFAULT_STEPS
+        self.max_work = settings.max_work if settings.max_work is not None else 64 * default_work
         # The same policy the pipeline applies, checked here too so a refusal is a 400 now, not a failed job later.
         self.policy = load_policy()
 
@@ -117,13 +129,31 @@ class VideoService:
         return path, media_type
 
     def delete(self, video_id: str) -> None:
-        job = self.get(video_id)
+        """Delete a video; a queued one never runs, a running one is stopped at its next sampling step."""
+        self.get(video_id)
         removed = self.store.delete(video_id)
         if removed is None:
             raise NotFoundError(f"No video with id {video_id!r} exists here.", param="video_id")
         if removed.status == "in_progress":
-            raise ConflictError(f"Video {job.id} is being generated; delete it once it has finished.", param="video_id")
+            self._cancel(video_id)
         self.files.remove(video_id)
+
+    def _cancel(self, video_id: str) -> None:
+        self.worker.cancel(video_id)
+        deadline = time.monotonic() + self.settings.cancel_wait
+        while time.monotonic() < deadline:
+            job = self.store.get(video_id)
+            if job is None:  # the worker stopped and removed it
+                return
+            if job.status != "in_progress":  # it finished before its next step: delete it as it is
+                self.store.delete(video_id)
+                return
+            time.sleep(0.05)
+        raise ConflictError(
+            f"Video {video_id} is still running after {self.settings.cancel_wait:g} s; it stops at its next "
+            "sampling step, delete it again then.",
+            param="video_id",
+        )
 
     # ---------------------------------------------------------------- creating
     def create(self, request: CreateRequest) -> Job:
@@ -137,6 +167,7 @@ class VideoService:
         seconds = caps.parse_seconds(
             request.seconds if request.seconds is not None else caps.default_seconds, most_frames=longest
         )
+        self._check_work(caps.num_frames(seconds), width, height, request.steps)
         params = self._common(request) | {
             "width": width,
             "height": height,
@@ -163,6 +194,8 @@ class VideoService:
         """The finished video ``source_id`` edited with a new prompt."""
         source = self._completed(source_id, "video_id")
         prompt = self._prompt(request.prompt)
+        width, height = (int(side) for side in source.size.split("x"))
+        self._check_work(self.capabilities.num_frames(float(source.seconds)), width, height, request.steps)
         video_id = new_id()
         with self._staging(video_id) as folder:
             video = self._stage_video(VideoReference(id=source.id), folder, "video", "video_id")
@@ -181,6 +214,7 @@ class VideoService:
                 raise InvalidInputError(
                     f"video has {info.num_frames} frames; this model edits at most {most}.", param="video"
                 )
+            self._check_work(info.num_frames, info.width, info.height, request.steps)
             params = self._common(request) | {"video": video, "strength": self._strength(request)}
             job = NewJob(
                 "edit",
@@ -201,6 +235,7 @@ class VideoService:
         with self._staging(video_id) as folder:
             video = self._stage_video(request.video, folder, "video", "video")
             info = _moving(probe(folder / video), "video")
+            self._check_work(self.capabilities.num_frames(seconds), info.width, info.height, request.steps)
             params = self._common(request) | {"video": video, "direction": request.direction, "seconds": seconds}
             total = seconds_text(info.duration + seconds)  # OpenAI reports an extension's stitched length
             job = NewJob("extend", self.capabilities.model, total, f"{info.width}x{info.height}", prompt, params)
@@ -214,6 +249,7 @@ class VideoService:
             first = self._stage_video(request.video, folder, "video", "video")
             second = self._stage_video(request.video_b, folder, "video_b", "video_b")
             a, b = _moving(probe(folder / first), "video"), _moving(probe(folder / second), "video_b")
+            self._check_work(self.capabilities.num_frames(seconds), a.width, a.height, request.steps)
             params = self._common(request) | {"video": first, "video_b": second, "seconds": seconds}
             total = seconds_text(a.duration + seconds + b.duration)  # video, the transition, video_b
             job = NewJob("connect", self.capabilities.model, total, f"{a.width}x{a.height}", prompt, params)
@@ -233,6 +269,17 @@ class VideoService:
                 f"model {model!r} is not served here; this server runs {served!r} "
                 f"(OpenAI's names such as 'sora-2' are accepted and mean it too).",
                 param="model",
+            )
+
+    def _check_work(self, frames: int, width: int, height: int, steps: int | None) -> None:
+        """Refuse a request whose frames x pixels x steps is over the server's budget, before it is queued."""
+        steps = steps or DEFAULT_STEPS
+        work = frames * width * height * steps
+        if work > self.max_work:
+            raise InvalidInputError(
+                f"This request asks for {work:,} units of work ({frames} frames x {width}x{height} pixels x {steps} "
+                f"steps); this server allows {self.max_work:,}: ask for fewer seconds, a smaller size or fewer steps.",
+                param="seconds",
             )
 
     def _strength(self, request: RemixRequest) -> float:

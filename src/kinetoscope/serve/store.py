@@ -208,11 +208,12 @@ class Store:
         """Put a job the server interrupted on purpose back in the queue; this start does not count."""
         return self._update_running(video_id, "status = 'queued', progress = 0, attempts = attempts - 1", ())
 
-    def delete(self, video_id: str) -> Job | None:
-        """Remove a job unless it is running; return its row as it was (still ``in_progress``: kept), or None."""
+    def delete(self, video_id: str, *, running_too: bool = False) -> Job | None:
+        """Remove a job, unless it is running and not ``running_too``; return its row as it was (still
+        ``in_progress``: kept), or None."""
         with self._lock, self._transaction():
             row = self._db.execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
-            if row is None or row["status"] == "in_progress":
+            if row is None or (row["status"] == "in_progress" and not running_too):
                 return _job(row) if row else None
             self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
             self._db.execute("INSERT OR REPLACE INTO deleted (id, seq) VALUES (?, ?)", (video_id, row["seq"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,15 @@ class _Stopped(Exception):
     """Raised from the progress callback to abandon a job when the server stops."""
 
 
+class _Cancelled(Exception):
+    """Raised from the progress callback when the running job was deleted."""
+
+
+class JobTimeLimitError(KinetoscopeError):
+    status_code = 500
+    code = "job_time_limit"
+
+
 class Worker:
     def __init__(
         self,
@@ -40,6 +50,7 @@ class Worker:
         *,
         max_attempts: int = 2,
         signing: SigningKey | None = None,
+        time_limit: float | None = None,
     ):
         self.store = store
         self.pipeline = pipeline
@@ -47,6 +58,10 @@ class Worker:
         self.max_attempts = max_attempts
         #: When set, every video is signed with a C2PA manifest naming the pipeline's model id.
         self.signing = signing
+        #: A job running longer than this many seconds fails at its next step (None: no limit).
+        self.time_limit = time_limit
+        self._cancelled: set[str] = set()
+        self._cancel_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kinetoscope-worker", daemon=True)
@@ -60,6 +75,11 @@ class Worker:
     def wake(self) -> None:
         """A job was queued: stop idling."""
         self._wake.set()
+
+    def cancel(self, video_id: str) -> None:
+        """Stop the running job ``video_id`` at its next step; the worker then deletes it and its files."""
+        with self._cancel_lock:
+            self._cancelled.add(video_id)
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stopping.set()
@@ -91,6 +111,10 @@ class Worker:
         except _Stopped:
             self.store.requeue(job.id)
             log.info("stopped during %s; it is queued again", job.id)
+        except _Cancelled:
+            self.store.delete(job.id, running_too=True)
+            self.files.remove(job.id)
+            log.info("cancelled %s", job.id)
         except KinetoscopeError as e:
             self.store.fail(job.id, error_body(e))
             log.info("%s failed: %s", job.id, e)
@@ -116,11 +140,21 @@ class Worker:
 
     def _progress(self, video_id: str) -> Callable[[int, int], None]:
         last = -1
+        started = time.monotonic()
 
         def report(step: int, total: int) -> None:
             nonlocal last
             if self._stopping.is_set():
                 raise _Stopped
+            with self._cancel_lock:
+                if video_id in self._cancelled:
+                    self._cancelled.discard(video_id)
+                    raise _Cancelled
+            if self.time_limit is not None and time.monotonic() - started > self.time_limit:
+                raise JobTimeLimitError(
+                    f"The job ran past the server's limit of {self.time_limit:g} s per video at step {step} of "
+                    f"{total}; ask for fewer frames, a smaller size or fewer steps."
+                )
             percent = min(99, 100 * step // max(total, 1))  # 100 only once the files are written
             if percent != last:
                 self.store.set_progress(video_id, percent)
