@@ -139,7 +139,7 @@ def test_transformer_trains_from_latents_and_refuses_another_vaes(latents_dir, v
 
 def test_encode_a_manifest_keeps_ground_truth_and_lists_unreadable_files(cli, vae_dir, tmp_path):
     from kinetoscope.data import read_manifest, write_manifest
-    from kinetoscope.world.dataset import write_world_dataset
+    from kinetoscope.data.world_clips import write_world_dataset
 
     manifest = write_world_dataset(tmp_path / "clips", scenario="solo", n=2, width=32, height=32, frames=9, fps=10.0, seed=0)
     entries = read_manifest(manifest)

@@ -21,7 +21,7 @@ from kinetoscope.world.vocabulary import VIEW_HEIGHT
 def world_data(tmp_path_factory):
     """A tiny random VAE and a manifest of 3 world clips plus 2 files that cannot be read."""
     from kinetoscope.vae import CausalVAE, VAEConfig
-    from kinetoscope.world.dataset import write_world_dataset
+    from kinetoscope.data.world_clips import write_world_dataset
 
     root = tmp_path_factory.mktemp("world")
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def overfit(tmp_path_factory):
     DiT's logged losses, and the trained model's sample for the clip's caption (frames and latents)."""
     from kinetoscope.pipeline import Pipeline
     from kinetoscope.train import TrainConfig, train
-    from kinetoscope.world.dataset import write_world_dataset
+    from kinetoscope.data.world_clips import write_world_dataset
 
     root = tmp_path_factory.mktemp("overfit")
     manifest = write_world_dataset(root / "clip", **OVERFIT_CLIP)

@@ -62,6 +62,7 @@ EXTRAS = {
     "openai": "language",
     "c2pa": "safety",
     "transformers": "hf",
+    "diffusers": "wan",
     "torch.utils.tensorboard": "train",
 }
 

@@ -87,10 +87,13 @@ def save_model_dir(
     name: str,
     text: Any = None,
     hf_text_encoder: str | os.PathLike | None = None,
+    hf_tokenizer: str | os.PathLike | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model directory: ``vae`` and ``dit``, then ``text`` (the built-in encoder) or a copy of
-    the Hugging Face encoder directory ``hf_text_encoder``, and the index (``extra`` entries added)."""
+    the Hugging Face encoder directory ``hf_text_encoder``, and the index (``extra`` entries added).
+    ``hf_tokenizer``: the encoder's tokenizer where it is kept in a directory of its own (diffusers'
+    layout); its files are copied in beside the encoder's, where ``HFTextEncoder`` reads them."""
     out_dir = Path(out_dir)
     index: dict[str, Any] = {
         "_class_name": "KinetoscopePipeline",
@@ -103,6 +106,8 @@ def save_model_dir(
     dit.save_pretrained(out_dir / "dit")
     if hf_text_encoder is not None:
         copy_linked(Path(hf_text_encoder), out_dir / HF_TEXT_ENCODER)
+        if hf_tokenizer is not None:
+            copy_linked(Path(hf_tokenizer), out_dir / HF_TEXT_ENCODER, merge=True)
         index["text"] = ["kinetoscope.text", "HFTextEncoder"]
         index["text_encoder_path"] = HF_TEXT_ENCODER
     else:
@@ -113,17 +118,20 @@ def save_model_dir(
     return out_dir
 
 
-def copy_linked(src: Path, dst: Path) -> None:
-    """Copy a directory, hard-linking its files where the file system allows (an encoder can be gigabytes)."""
+def copy_linked(src: Path, dst: Path, merge: bool = False) -> None:
+    """Copy a directory, hard-linking its files where the file system allows (an encoder can be gigabytes);
+    ``merge`` adds its files to ``dst`` rather than replacing ``dst``."""
     if src.resolve() == dst.resolve():
         return
 
     def link_or_copy(source: str, target: str) -> None:
+        if os.path.lexists(target):  # writing over it could write through a hard link into another copy
+            os.remove(target)
         try:
             os.link(source, target)
         except OSError:
             shutil.copy2(source, target)
 
-    if dst.exists():
+    if dst.exists() and not merge:
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, copy_function=link_or_copy)
+    shutil.copytree(src, dst, copy_function=link_or_copy, dirs_exist_ok=merge)

@@ -9,6 +9,6 @@ sentence on stderr and exit code 2.
 from kinetoscope.cli.app import app, main, run
 
 # Registered in this order, which is the order of ``kinetoscope --help``.
-from kinetoscope.cli import generate, language, media, world, train, evaluate, serve, safety  # noqa: E402, F401
+from kinetoscope.cli import generate, language, media, world, train, evaluate, serve, safety, wan  # noqa: E402, F401
 
 __all__ = ["app", "main", "run"]

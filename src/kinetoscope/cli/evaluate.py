@@ -67,7 +67,7 @@ def eval_world(
     """Generate world clips with a model (given their first frames) and score them against the world's ground truth."""
     from kinetoscope.eval.report import write_report
     from kinetoscope.eval.suites import get_suite, pipeline_generator, run_suite
-    from kinetoscope.world.dataset import parse_size
+    from kinetoscope.pipeline.limits import parse_size
 
     get_suite(suite)
     width, height = parse_size(size)

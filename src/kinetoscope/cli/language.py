@@ -75,7 +75,7 @@ def expand(
     import json
 
     from kinetoscope.language import expand_prompt
-    from kinetoscope.world.dataset import parse_size
+    from kinetoscope.pipeline.limits import parse_size
 
     width, height = parse_size(size)
     remote = _openai_backend(backend, base_url, model, api_key_env, timeout)

@@ -77,7 +77,7 @@ def bundle_command(
 ) -> None:
     """Ship a trained model: copy it in fp16, evaluate it, time the main command and write MODEL.md."""
     from kinetoscope.bundle import BundleOptions, bundle
-    from kinetoscope.world.dataset import parse_size
+    from kinetoscope.pipeline.limits import parse_size
 
     width, height = parse_size(size)
     timing_width, timing_height = parse_size(timing_size)

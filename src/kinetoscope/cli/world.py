@@ -26,7 +26,8 @@ def world_sample(
     out: Path = typer.Option(..., help="Folder for the clips, their ground truth and manifest.jsonl."),
 ) -> None:
     """Render clips of the procedural world as mp4, each with its ground truth, plus a JSONL manifest."""
-    from kinetoscope.world.dataset import parse_size, write_world_dataset
+    from kinetoscope.data.world_clips import write_world_dataset
+    from kinetoscope.pipeline.limits import parse_size
 
     width, height = parse_size(size)
     manifest = write_world_dataset(
@@ -72,7 +73,7 @@ def data_encode(
     from kinetoscope.data.latents import manifest_items, world_items, write_latent_dataset
     from kinetoscope.vae.evaluate import load_vae
     from kinetoscope.world import SCENARIOS
-    from kinetoscope.world.dataset import parse_size
+    from kinetoscope.pipeline.limits import parse_size
 
     model = load_vae(vae)  # refuse a missing VAE before anything is rendered or read
     skipped: list[tuple[str, str]] = []

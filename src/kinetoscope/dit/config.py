@@ -20,6 +20,11 @@ class DiTConfig(Config):
     their own weights). The ``s`` and ``b`` presets use a feed-forward of twice the width, which
     pays for the cross-attention and keeps them at the sizes of the physical-law paper's DiT-S
     (22M) and of DiT-B (90M); ``1.3b`` is Wan2.1-1.3B's shape exactly.
+
+    ``text_len`` > 0 reproduces Wan2.1's text input: each prompt's embeddings are padded with
+    zero vectors to ``text_len`` tokens and the cross-attention reads the padding too (Wan's
+    weights learned with 512 of them, so they change what it makes). 0 reads the prompt's
+    tokens only.
     """
 
     in_channels: int = 16
@@ -33,6 +38,7 @@ class DiTConfig(Config):
     freq_dim: int = 256
     rope_theta: float = 10000.0
     eps: float = 1e-6
+    text_len: int = 0
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"in_channels": 4, "width": 64, "depth": 2, "heads": 2, "ffn_dim": 128, "text_dim": 64, "freq_dim": 64},
@@ -50,6 +56,8 @@ class DiTConfig(Config):
             raise ConfigError(f"DiTConfig.width {self.width} must be a multiple of heads {self.heads}.")
         if self.head_dim % 2 or self.head_dim < 8:
             raise ConfigError(f"DiTConfig head width {self.head_dim} (width / heads) must be even and at least 8.")
+        if self.text_len < 0:
+            raise ConfigError(f"DiTConfig.text_len is {self.text_len}; it must be 0 (no padding) or a token count.")
         if any(p < 1 for p in self.patch_size):
             raise ConfigError(f"DiTConfig.patch_size {self.patch_size} must be positive integers.")
 

@@ -11,6 +11,10 @@ GELU-tanh feed-forward, then a modulated output head. Two things differ from Wan
 - adaLN-Zero: modulation offsets, the shared time projection and the output projection
   start at zero, so every block starts as the identity and the output starts at zero.
 
+``DiTConfig.text_len`` switches the one difference weights cannot express back to Wan's:
+prompts padded with zeros that the cross-attention reads (:mod:`kinetoscope.wan` imports
+Wan2.1 checkpoints with it on).
+
 With ``text_attention="joint"`` a block is MMDiT's instead: text tokens join their sample's
 sequence and carry their own weights (modulation, projections, feed-forward).
 """
@@ -227,6 +231,8 @@ class DiT(PretrainedModel):
         dtype = self.patch_embed.weight.dtype
         text_tokens = self.text_embed(text[text_mask]).to(dtype)
         text_lens = text_mask.sum(1).tolist()
+        if self.config.text_len:
+            text_tokens, text_lens = self._pad_text(text, text_tokens, text_lens)
         packing = Packing(
             seq_lens=batch.seq_lens,
             text_lens=text_lens,
@@ -242,6 +248,15 @@ class DiT(PretrainedModel):
         for block in self.blocks:
             x, text_tokens = block(x, text_tokens, time_mod, packing)
         return self.head(x, temb, index)
+
+    def _pad_text(self, text: Tensor, tokens: Tensor, lens: list[int]) -> tuple[Tensor, list[int]]:
+        """Wan's text input: each sample's tokens, then the embedding of a zero vector up to ``text_len``."""
+        pad = self.text_embed(text.new_zeros(1, text.shape[-1])).to(tokens.dtype)
+        length = self.config.text_len
+        pieces = []
+        for part, n in zip(tokens.split(lens), lens):
+            pieces += [part, pad.expand(max(0, length - n), -1)]
+        return torch.cat(pieces), [max(n, length) for n in lens]
 
     def _check_inputs(self, batch: PackedBatch, t: Tensor, text: Tensor, text_mask: Tensor) -> None:
         n, features = batch.tokens.shape

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from kinetoscope.errors import InvalidInputError
 
@@ -20,6 +21,19 @@ MAX_LATENT_STEPS = 32
 DEFAULT_SIDE = 128
 DEFAULT_FPS = 10.0
 DEFAULT_SECONDS = 2.0
+
+
+#: ``WIDTHxHEIGHT`` in ASCII digits (``re``'s ``\d`` would also take other scripts' digits).
+_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×]\s*([0-9]{1,5})\s*")
+
+
+def parse_size(text: object, param: str = "size") -> tuple[int, int]:
+    """``"256x144"`` -> ``(256, 144)``, width first: the one grammar of a size, for the command line
+    and the service (whether the model can make it is :class:`Limits`'s question)."""
+    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidInputError(f"{param} must be WIDTHxHEIGHT, for example 128x128, got {text!r}.", param=param)
+    return int(match[1]), int(match[2])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,10 +15,9 @@ from typing import Any
 
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.pipeline import Limits
-from kinetoscope.pipeline.limits import frames_for
+from kinetoscope.pipeline.limits import frames_for, parse_size
 
-# ASCII digits only: Python's \d and float() also read other scripts' digits and "1_0".
-_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×]\s*([0-9]{1,5})\s*")
+# ASCII digits only: float() also reads other scripts' digits and "1_0".
 _SECONDS = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?\s*|\s*\.[0-9]+\s*")
 #: Aspect ratios offered as ready-made sizes (width, height), each at a few scales.
 _ASPECTS = ((1, 1), (16, 9), (9, 16))
@@ -59,12 +58,7 @@ class Capabilities:
         return found
 
     def parse_size(self, text: Any, param: str = "size") -> tuple[int, int]:
-        match = _SIZE.fullmatch(text) if isinstance(text, str) else None
-        if match is None:
-            raise InvalidInputError(
-                f"{param} must be WIDTHxHEIGHT such as {self.default_size}, got {text!r}.", param=param
-            )
-        width, height = int(match[1]), int(match[2])
+        width, height = parse_size(text, param)
         if not self._fits(width, height):
             raise InvalidInputError(
                 f"{param} {width}x{height} is not a size this model can make: it makes {self.size_rule()}, "

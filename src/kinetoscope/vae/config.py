@@ -2,7 +2,9 @@
 
 Presets: ``tiny`` for tests, ``cpu`` for the bundled model (space-to-depth first, so it
 trains and runs on two CPU cores), ``world`` (full-resolution convolutions, for a GPU), ``wan`` with the shape of
-diffusers' ``AutoencoderKLWan`` (Wan 2.1) for side-by-side benchmarks.
+diffusers' ``AutoencoderKLWan`` (Wan 2.1) for side-by-side benchmarks. ``norm_eps``,
+``quant_conv`` and ``resample="wan"`` reproduce Wan's layers exactly where weights cannot
+(:mod:`kinetoscope.wan` imports Wan2.1's VAE with them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any, ClassVar
 
 from kinetoscope.config import Config
 from kinetoscope.errors import ConfigError
+
+RESAMPLE = ("causal", "wan")
 
 
 @dataclasses.dataclass
@@ -40,6 +44,18 @@ class VAEConfig(Config):
     shortcut: bool = False
     #: Single-head attention within each frame in the middle block (as Wan does).
     mid_attention: bool = True
+    #: Epsilon of every RMS norm. Wan's VAE normalises with ``F.normalize``, whose epsilon never
+    #: matters: 1e-12 reproduces it.
+    norm_eps: float = 1e-6
+    #: Wan's 1x1x1 convolutions after the encoder's head (``quant_conv``) and before the decoder's
+    #: first layer (``post_quant_conv``). The first could fold into the head; the second cannot fold
+    #: into the decoder's first convolution, whose zero padding would then pad its bias.
+    quant_conv: bool = False
+    #: ``"causal"``: every output frame of a time resampling comes out of its causal convolution,
+    #: frame 0 too, and strided spatial convolutions pad both sides. ``"wan"``: as Wan's VAE, frame
+    #: 0 passes the time down- and upsampling unchanged, the time upsampling's history starts at
+    #: frame 1, and a stride-2 convolution pads only the bottom and right.
+    resample: str = "causal"
     #: Per-channel statistics of un-normalised latents, measured on data (``kinetoscope.vae.stats``).
     #: ``encode`` returns ``(z - mean) / std``; empty means 0 and 1.
     latent_mean: tuple[float, ...] = ()
@@ -81,6 +97,10 @@ class VAEConfig(Config):
     }
 
     def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE:
+            raise ConfigError(f"VAEConfig.resample is {self.resample!r}; choose one of {', '.join(RESAMPLE)}.")
+        if not self.norm_eps > 0:
+            raise ConfigError(f"VAEConfig.norm_eps is {self.norm_eps}; it must be positive.")
         if self.spatial_compression not in (4, 8, 16):
             raise ConfigError(f"spatial_compression must be 4, 8 or 16, got {self.spatial_compression}.")
         if self.temporal_compression not in (1, 2, 4):

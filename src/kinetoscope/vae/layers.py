@@ -113,6 +113,10 @@ class StreamCache:
         """Whether ``layer`` has seen a chunk before (the first chunk of a video is special)."""
         return layer in self._started
 
+    def start(self, layer: nn.Module) -> None:
+        """Mark ``layer`` as past its first chunk with nothing carried: the next chunk pads zeros."""
+        self._started.add(layer)
+
     def put(self, layer: nn.Module, frames: torch.Tensor) -> None:
         self._started.add(layer)
         if self.keep:
@@ -205,11 +209,11 @@ class ResBlock(nn.Module):
     are alive at once: the block input, one padded buffer and one conv output.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, eps: float = 1e-6):
         super().__init__()
-        self.norm1 = RMSNorm(in_channels)
+        self.norm1 = RMSNorm(in_channels, eps)
         self.conv1 = CausalConv3d(in_channels, out_channels, 3)
-        self.norm2 = RMSNorm(out_channels)
+        self.norm2 = RMSNorm(out_channels, eps)
         self.conv2 = CausalConv3d(out_channels, out_channels, 3)
         self.shortcut = CausalConv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
@@ -226,9 +230,9 @@ class FrameAttention(nn.Module):
     """Single-head self-attention among the positions of each frame. It never looks across
     time, so it keeps the model causal."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
-        self.norm = RMSNorm(channels)
+        self.norm = RMSNorm(channels, eps)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
 
@@ -245,9 +249,9 @@ class FrameAttention(nn.Module):
 class Head(nn.Module):
     """RMSNorm, SiLU and a causal 3x3x3 conv: the last layer of the encoder and the decoder."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, eps: float = 1e-6):
         super().__init__()
-        self.norm = RMSNorm(in_channels)
+        self.norm = RMSNorm(in_channels, eps)
         self.conv = CausalConv3d(in_channels, out_channels, 3)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
@@ -258,19 +262,25 @@ class Downsample(nn.Module):
     """Halve height and width (3x3 conv, stride 2) and/or time (causal 3-frame conv, stride 2).
 
     With ``1 + 2k`` input frames the time conv gives ``1 + k``: output 0 reads only frame 0
-    (and zero padding), output i reads frames ``2i-2 .. 2i``.
+    (and zero padding), output i reads frames ``2i-2 .. 2i``. ``wan=True`` (``VAEConfig.resample``):
+    output 0 is frame 0 itself, and the spatial conv pads only the bottom and right, as Wan's.
     """
 
-    def __init__(self, channels: int, spatial: bool, temporal: bool):
+    def __init__(self, channels: int, spatial: bool, temporal: bool, wan: bool = False):
         super().__init__()
         self.spatial = CausalConv3d(channels, channels, (1, 3, 3), stride=(1, 2, 2)) if spatial else None
         self.temporal = CausalConv3d(channels, channels, (3, 1, 1), stride=(2, 1, 1)) if temporal else None
+        self.wan = wan
+        if wan and self.spatial is not None:
+            self.spatial.padding = (0, 0, 0)  # padded by hand in forward, on one side
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         if self.spatial is not None:
-            x = self.spatial(x)
+            x = self.spatial(F.pad(x, (0, 1, 0, 1)) if self.wan else x)
         if self.temporal is not None:
-            x = self.temporal(x, cache)
+            first_chunk = cache is None or not cache.started(self.temporal)
+            y = self.temporal(x, cache)
+            x = torch.cat([x[:, :, :1], y[:, :, 1:]], dim=2) if self.wan and first_chunk else y
         return x
 
 
@@ -278,17 +288,22 @@ class Upsample(nn.Module):
     """Double time (a causal conv makes two frames from each; the very first frame of a video
     gives one) and/or space (nearest, then a 3x3 conv), leaving ``out_channels``.
 
-    ``1 + k`` frames become ``1 + 2k``, the inverse of :class:`Downsample`.
+    ``1 + k`` frames become ``1 + 2k``, the inverse of :class:`Downsample`. ``wan=True``
+    (``VAEConfig.resample``): frame 0 passes unchanged, and the time conv's history starts at
+    frame 1 (zeros before it), as in Wan's VAE.
     """
 
-    def __init__(self, channels: int, out_channels: int, spatial: bool, temporal: bool):
+    def __init__(self, channels: int, out_channels: int, spatial: bool, temporal: bool, wan: bool = False):
         super().__init__()
         self.time_conv = CausalConv3d(channels, 2 * channels, (3, 1, 1)) if temporal else None
         self.spatial = spatial
         self.conv = CausalConv3d(channels, out_channels, (1, 3, 3))
+        self.wan = wan
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        if self.time_conv is not None:
+        if self.time_conv is not None and self.wan:
+            x = self._wan_time(x, cache)
+        elif self.time_conv is not None:
             first_chunk = cache is None or not cache.started(self.time_conv)
             x = _interleave_frames(self.time_conv(x, cache))
             if first_chunk:
@@ -296,6 +311,16 @@ class Upsample(nn.Module):
         if self.spatial:
             x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         return self.conv(x)
+
+    def _wan_time(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+        if cache is not None and cache.started(self.time_conv):
+            return _interleave_frames(self.time_conv(x, cache))
+        first, rest = x[:, :, :1], x[:, :, 1:]
+        if cache is not None:
+            cache.start(self.time_conv)  # frame 0 is not part of the conv's history
+        if not rest.shape[2]:
+            return first
+        return torch.cat([first, _interleave_frames(self.time_conv(rest, cache))], dim=2)
 
 
 def _interleave_frames(x: torch.Tensor) -> torch.Tensor:

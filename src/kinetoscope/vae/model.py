@@ -83,19 +83,22 @@ class Encoder(nn.Module):
         super().__init__()
         channels = _channels(config)
         self.patch = config.patch_size
+        eps, wan = config.norm_eps, config.resample == "wan"
         self.conv_in = CausalConv3d(config.in_channels * self.patch**2, channels[0], 3)
         blocks: list[nn.Module] = []
         in_ch = channels[0]
         for level, ch in enumerate(channels):
             for _ in range(config.num_res_blocks):
-                blocks.append(ResBlock(in_ch, ch))
+                blocks.append(ResBlock(in_ch, ch, eps))
                 in_ch = ch
             spatial, temporal = config.downsamples_at(level)
             if spatial or temporal:
-                blocks.append(Downsample(ch, spatial, temporal))
-        blocks += _middle(in_ch, config.mid_attention)
+                blocks.append(Downsample(ch, spatial, temporal, wan))
+        blocks += _middle(in_ch, config.mid_attention, eps)
         self.blocks = nn.ModuleList(blocks)
-        self.head = Head(in_ch, 2 * config.latent_channels)
+        self.head = Head(in_ch, 2 * config.latent_channels, eps)
+        moments = 2 * config.latent_channels
+        self.quant = CausalConv3d(moments, moments, 1) if config.quant_conv else None
         self.shortcut = config.shortcut
         self.sc, self.tc, self.latent_channels = config.spatial_compression, config.temporal_compression, config.latent_channels
 
@@ -105,6 +108,8 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, cache)
         moments = self.head(x, cache)
+        if self.quant is not None:
+            moments = self.quant(moments)
         if not self.shortcut:
             return moments
         mean, logvar = moments.chunk(2, dim=1)
@@ -122,24 +127,27 @@ class Decoder(nn.Module):
         channels = _channels(config)[::-1]
         levels = len(channels)
         in_ch = channels[0]
-        self.conv_in = CausalConv3d(config.latent_channels, in_ch, 3)
-        blocks: list[nn.Module] = list(_middle(in_ch, config.mid_attention))
+        eps, wan = config.norm_eps, config.resample == "wan"
+        latent = config.latent_channels
+        self.post_quant = CausalConv3d(latent, latent, 1) if config.quant_conv else None
+        self.conv_in = CausalConv3d(latent, in_ch, 3)
+        blocks: list[nn.Module] = list(_middle(in_ch, config.mid_attention, eps))
         for i, ch in enumerate(channels):
             for _ in range(config.num_res_blocks + 1):
-                blocks.append(ResBlock(in_ch, ch))
+                blocks.append(ResBlock(in_ch, ch, eps))
                 in_ch = ch
             spatial, temporal = config.downsamples_at(levels - 2 - i) if i < levels - 1 else (False, False)
             if spatial or temporal:
-                blocks.append(Upsample(ch, ch // 2, spatial, temporal))
+                blocks.append(Upsample(ch, ch // 2, spatial, temporal, wan))
                 in_ch = ch // 2
         self.blocks = nn.ModuleList(blocks)
         self.patch = config.patch_size
-        self.head = Head(in_ch, config.in_channels * self.patch**2)
+        self.head = Head(in_ch, config.in_channels * self.patch**2, eps)
         self.shortcut = config.shortcut
         self.sc, self.tc, self.out_channels = config.spatial_compression, config.temporal_compression, config.in_channels
 
     def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x = self.conv_in(z, cache)
+        x = self.conv_in(z if self.post_quant is None else self.post_quant(z), cache)
         for block in self.blocks:
             x = block(x, cache)
         x = depth_to_space(self.head(x, cache), self.patch)
@@ -194,8 +202,9 @@ def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(b, c, t, h * patch, w * patch).contiguous(memory_format=CHANNELS_LAST)
 
 
-def _middle(channels: int, attention: bool) -> list[nn.Module]:
-    return [ResBlock(channels, channels), *([FrameAttention(channels)] if attention else []), ResBlock(channels, channels)]
+def _middle(channels: int, attention: bool, eps: float) -> list[nn.Module]:
+    attend = [FrameAttention(channels, eps)] if attention else []
+    return [ResBlock(channels, channels, eps), *attend, ResBlock(channels, channels, eps)]
 
 
 def stream_frames(

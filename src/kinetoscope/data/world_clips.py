@@ -1,5 +1,8 @@
 """Write a set of world clips as a dataset: media files, ground-truth JSON and a JSONL manifest.
 
+It lives in ``data`` (which knows the world) so that the world never imports ``data``: the
+layers run one way.
+
 ``out/clip_00000.mp4`` (``.png`` when a clip has one frame), ``out/clip_00000.json`` (its
 ground-truth state) and ``out/manifest.jsonl`` (one line a clip; see
 :mod:`kinetoscope.data.manifest`). Clip ``i`` is drawn with :func:`clip_seed(seed, i)
@@ -10,7 +13,6 @@ the same arguments give a byte-identical manifest and state files.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from kinetoscope.data.manifest import ManifestEntry, write_manifest
@@ -22,14 +24,6 @@ from kinetoscope.world.entities import ClipSpec
 from kinetoscope.world.scenarios import SCENARIOS
 
 MANIFEST_NAME = "manifest.jsonl"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256x144"`` -> ``(256, 144)``, width first."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise InvalidInputError(f"Size {text!r} must look like WIDTHxHEIGHT, for example 128x128.", param="size")
-    return int(match.group(1)), int(match.group(2))
 
 
 def write_world_dataset(
