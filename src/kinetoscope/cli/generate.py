@@ -196,14 +196,17 @@ def loop(
 def edit(
     video: Annotated[Path, typer.Argument(help="The video to edit.")],
     prompt: Annotated[str, typer.Argument(help="What the video should become.")],
-    strength: Annotated[float, typer.Option(help="How much changes, above 0 to 1: low keeps more of the video.")] = 0.7,
+    strength: Annotated[
+        Optional[float], typer.Option(help="How much changes, above 0 to 1: low keeps more of the video. Default: the pipeline's (0.7).")
+    ] = None,
     width: Width = None, height: Height = None,
     steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Video to video (SDEdit): layout and motion kept, what the prompt changes changed."""
     sampling = Sampling(steps, guidance, seed, negative, expand, model, out, device, dtype)
-    _generate(sampling, f"{prompt}-edit", ".mp4", "edit", video, prompt, strength=strength, width=width, height=height)
+    options = {"width": width, "height": height} | ({} if strength is None else {"strength": strength})
+    _generate(sampling, f"{prompt}-edit", ".mp4", "edit", video, prompt, **options)
 
 
 @app.command()

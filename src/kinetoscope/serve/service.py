@@ -22,6 +22,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.files import make_private
+from kinetoscope.pipeline.core import EDIT_STRENGTH
 from kinetoscope.pipeline.request import DEFAULT_STEPS, check_text
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
@@ -71,7 +72,7 @@ class Settings:
     #: Sent as ``openai-poll-after-ms`` while a job runs (the SDK's ``create_and_poll`` honours it).
     poll_after_ms: int = 1000
     #: How far a remix or edit departs from its source when the request does not say (the pipeline's default).
-    edit_strength: float = 0.7
+    edit_strength: float = EDIT_STRENGTH
     #: Signs every video with a C2PA manifest (``kinetoscope serve``: from KINETOSCOPE_C2PA_CERT/KEY).
     c2pa: SigningKey | None = None
     #: The most work one request may ask for, in frames x pixels x sampling steps; None: 64 times the
