@@ -274,12 +274,18 @@ def test_cli_imports_and_exports_and_refuses_image_to_video(wan, cli, tmp_path):
         save_transformer(DiT(DiTConfig.from_preset("tiny")), tmp_path / "native")
 
 
-def test_image_to_video_transformer_config_is_refused():
-    from kinetoscope.wan.transformer import dit_config
+def test_an_image_to_video_transformer_is_refused(wan, tmp_path):
+    import shutil
 
-    config = dict(diffusers.WanTransformer3DModel.extract_init_dict({"image_dim": 1280})[0])
-    with pytest.raises(InvalidInputError, match="image-to-video"):
-        dit_config(config)
+    source = tmp_path / "source"
+    shutil.copytree(wan[1], source)
+    config_path = source / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(image_dim=32, added_kv_proj_dim=32)  # what Wan2.1's I2V transformers add
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(InvalidInputError, match="image-to-video") as refused:
+        import_wan(source, tmp_path / "never")
+    assert refused.value.param == "source" and not (tmp_path / "never").exists()
 
 
 def test_the_switches_are_off_by_default_and_old_configs_load():

@@ -37,7 +37,9 @@ def wan_import(
 
 @wan_app.command("export")
 def wan_export(
-    model: Path = typer.Argument(..., metavar="MODEL", help="A kinetoscope model directory whose transformer is Wan's."),
+    model: Path = typer.Argument(
+        ..., metavar="MODEL", help="A kinetoscope model directory whose transformer is Wan's (imported, fine-tuned)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="The folder to write transformer/ (and LoRA weights) into."),
 ) -> None:
     """Write the transformer as diffusers' WanTransformer3DModel, and any LoRA adapters as diffusers loads them."""

@@ -117,10 +117,15 @@ def dit_state_dict(wan: dict[str, Tensor], config: DiTConfig) -> dict[str, Tenso
     rules = tensor_rules(config.depth)
     missing = sorted(s for sources, _ in rules.values() for s in sources if s not in wan)
     if missing:
-        raise CheckpointError(f"The Wan transformer lacks {len(missing)} tensors its config needs (e.g. {missing[:3]}).")
+        raise CheckpointError(
+            f"The Wan transformer lacks {len(missing)} tensors its config needs (e.g. {missing[:3]}).", param="source"
+        )
     state = {name: _to_dit(kind, [wan.pop(s) for s in sources], config) for name, (sources, kind) in rules.items()}
     if wan:
-        raise CheckpointError(f"The Wan transformer has {len(wan)} tensors kinetoscope has no place for (e.g. {sorted(wan)[:3]}).")
+        raise CheckpointError(
+            f"The Wan transformer has {len(wan)} tensors kinetoscope has no place for (e.g. {sorted(wan)[:3]}).",
+            param="source",
+        )
     return state
 
 
@@ -152,7 +157,8 @@ def dit_config(wan: Mapping[str, Any]) -> DiTConfig:
     for key, (value, wanted) in unsupported.items():
         if value != wanted:
             raise InvalidInputError(
-                f"The Wan transformer's {key} is {value!r}; kinetoscope imports Wan2.1's blocks, which have {wanted!r}.",
+                f"The Wan transformer's {key} is {value!r}; kinetoscope imports Wan2.1's blocks, "
+                f"which have {wanted!r}.",
                 param="source",
             )
     heads, head_dim = wan["num_attention_heads"], wan["attention_head_dim"]
@@ -209,18 +215,20 @@ def wan_config(config: DiTConfig) -> dict[str, Any]:
 def read_wan_config(transformer_dir: Path) -> dict[str, Any]:
     """A diffusers transformer directory's config, completed with diffusers' defaults."""
     diffusers = require("diffusers", "Importing a Wan checkpoint")
-    path = transformer_dir / "config.json"
+    return meta_model(diffusers.WanTransformer3DModel, transformer_dir, TRANSFORMER_CLASS).config
+
+
+def meta_model(model_class: Any, directory: Path, class_name: str) -> Any:
+    """diffusers' model of a saved directory built on the meta device (no memory): its ``config`` has
+    every default filled in, and its module tree is the one the weights fill."""
+    path = directory / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{transformer_dir} is not a diffusers transformer: config.json is missing.", param="source")
-    raw = json.loads(path.read_text())
-    if raw.get("_class_name", TRANSFORMER_CLASS) != TRANSFORMER_CLASS:
-        raise InvalidInputError(
-            f"{transformer_dir} holds a {raw['_class_name']}; kinetoscope imports Wan2.1's {TRANSFORMER_CLASS}.",
-            param="source",
-        )
-    model_class = diffusers.WanTransformer3DModel
-    init, _, _ = model_class.extract_init_dict(model_class.load_config(transformer_dir))
-    return dict(init)
+        raise CheckpointError(f"{directory} is not a diffusers model: config.json is missing.", param="source")
+    found = json.loads(path.read_text()).get("_class_name", class_name)
+    if found != class_name:
+        raise InvalidInputError(f"{directory} holds a {found}; kinetoscope imports Wan2.1's {class_name}.", param="source")
+    with torch.device("meta"):
+        return model_class.from_config(model_class.load_config(directory))
 
 
 def read_safetensors(directory: Path, name: str = WEIGHTS_NAME) -> dict[str, Tensor]:

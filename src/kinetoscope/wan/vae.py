@@ -10,16 +10,13 @@ construction loops, says which layer pairs with which.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kinetoscope.errors import CheckpointError, InvalidInputError, require
 from kinetoscope.vae import CausalVAE, VAEConfig
-from kinetoscope.wan.transformer import read_safetensors
+from kinetoscope.wan.transformer import meta_model, read_safetensors
 
 VAE_CLASS = "AutoencoderKLWan"
 #: Wan's RMS norm is ``F.normalize``: its epsilon (1e-12 on the norm) never matters in practice.
@@ -74,26 +71,10 @@ def vae_config(wan: Mapping[str, Any]) -> VAEConfig:
     return config
 
 
-def read_vae_config(vae_dir: Path) -> dict[str, Any]:
-    """A diffusers VAE directory's config, completed with diffusers' defaults."""
-    diffusers = require("diffusers", "Importing a Wan checkpoint")
-    path = vae_dir / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{vae_dir} is not a diffusers VAE: config.json is missing.", param="source")
-    raw = json.loads(path.read_text())
-    if raw.get("_class_name", VAE_CLASS) != VAE_CLASS:
-        raise InvalidInputError(f"{vae_dir} holds a {raw['_class_name']}; kinetoscope imports {VAE_CLASS}.", param="source")
-    init, _, _ = diffusers.AutoencoderKLWan.extract_init_dict(diffusers.AutoencoderKLWan.load_config(vae_dir))
-    return dict(init)
-
-
-def _layer_pairs(wan_config: Mapping[str, Any], vae: CausalVAE) -> list[tuple[str, str, dict[str, str]]]:
+def _layer_pairs(wan: Any, vae: CausalVAE) -> list[tuple[str, str, dict[str, str]]]:
     """(kinetoscope prefix, diffusers prefix, renames) for every layer, paired in the order both run them."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanAttentionBlock, WanResample, WanResidualBlock
 
-    diffusers = require("diffusers", "Importing a Wan checkpoint")
-    with torch.device("meta"):
-        wan = diffusers.AutoencoderKLWan(**wan_config)
     kinds = {WanResidualBlock: _RESIDUAL, WanAttentionBlock: _ATTENTION}
     mid = ["mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
     encoder = [f"down_blocks.{i}" for i in range(len(wan.encoder.down_blocks))] + mid
@@ -112,13 +93,18 @@ def _layer_pairs(wan_config: Mapping[str, Any], vae: CausalVAE) -> list[tuple[st
     for side, names in (("encoder", encoder), ("decoder", decoder)):
         ours = getattr(vae, side).blocks
         if len(ours) != len(names):
-            raise CheckpointError(f"The Wan VAE's {side} has {len(names)} layers where kinetoscope's has {len(ours)}.")
+            raise CheckpointError(
+                f"The Wan VAE's {side} has {len(names)} layers where kinetoscope's has {len(ours)}.", param="source"
+            )
         for i, name in enumerate(names):
             layer = wan.get_submodule(f"{side}.{name}")
-            renames = _DOWN if side == "encoder" else _UP
-            renames = kinds.get(type(layer), renames if isinstance(layer, WanResample) else None)
+            resample = _DOWN if side == "encoder" else _UP
+            renames = kinds.get(type(layer), resample if isinstance(layer, WanResample) else None)
             if renames is None:
-                raise CheckpointError(f"The Wan VAE's {side}.{name} is a {type(layer).__name__}, which kinetoscope lacks.")
+                raise CheckpointError(
+                    f"The Wan VAE's {side}.{name} is a {type(layer).__name__}, which kinetoscope lacks.",
+                    param="source",
+                )
             pairs.append((f"{side}.blocks.{i}.", f"{side}.{name}.", renames))
     return pairs
 
@@ -132,15 +118,16 @@ def _wan_name(name: str, pairs: list[tuple[str, str, dict[str, str]]]) -> str:
                     rest = new + rest[len(old) :]
                     break
             return theirs + rest
-    raise CheckpointError(f"kinetoscope's VAE tensor {name} has no Wan counterpart.")
+    raise CheckpointError(f"kinetoscope's VAE tensor {name} has no Wan counterpart.", param="source")
 
 
 def load_vae(vae_dir: str | Path) -> CausalVAE:
     """A CausalVAE (float32) with the weights and latent statistics of an ``AutoencoderKLWan`` directory."""
+    diffusers = require("diffusers", "Importing a Wan checkpoint")
     vae_dir = Path(vae_dir)
-    wan_config = read_vae_config(vae_dir)
-    vae = CausalVAE(vae_config(wan_config))
-    pairs = _layer_pairs(wan_config, vae)
+    model = meta_model(diffusers.AutoencoderKLWan, vae_dir, VAE_CLASS)
+    vae = CausalVAE(vae_config(model.config))
+    pairs = _layer_pairs(model, vae)
     wan = read_safetensors(vae_dir)
     state = {}
     for name, own in vae.state_dict().items():
@@ -149,9 +136,15 @@ def load_vae(vae_dir: str | Path) -> CausalVAE:
             raise CheckpointError(f"The Wan VAE lacks {source}, which kinetoscope's {name} needs.", param="source")
         tensor = wan.pop(source)
         if tensor.numel() != own.numel():
-            raise CheckpointError(f"The Wan VAE's {source} has shape {tuple(tensor.shape)}; {name} needs {tuple(own.shape)}.")
+            raise CheckpointError(
+                f"The Wan VAE's {source} has shape {tuple(tensor.shape)}; {name} needs {tuple(own.shape)}.",
+                param="source",
+            )
         state[name] = tensor.reshape(own.shape)
     if wan:
-        raise CheckpointError(f"The Wan VAE has {len(wan)} tensors kinetoscope has no place for (e.g. {sorted(wan)[:3]}).")
+        raise CheckpointError(
+            f"The Wan VAE has {len(wan)} tensors kinetoscope has no place for (e.g. {sorted(wan)[:3]}).",
+            param="source",
+        )
     vae.load_state_dict(state)
     return vae.eval()
