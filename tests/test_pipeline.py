@@ -331,7 +331,7 @@ def test_device_and_dtype_auto_and_by_name():
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type in (expected, "mps")
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) == resolve_dtype("auto", torch.device("mps")) == torch.float32
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     for call, words in [
         (lambda: resolve_device("tpu"), "--device must be auto, cpu, cuda, cuda:N or mps"),

@@ -21,7 +21,9 @@ Device = Annotated[
 ]
 Dtype = Annotated[
     str,
-    typer.Option(help="Precision: auto (bfloat16 on CUDA, float32 on the CPU and MPS), float32, bfloat16 or float16."),
+    typer.Option(
+        help="Precision: auto (bfloat16 on CUDA, float32 on the CPU and MPS), float32, bfloat16 or float16."
+    ),
 ]
 Out = Annotated[
     Optional[Path],

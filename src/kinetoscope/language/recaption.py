@@ -99,7 +99,7 @@ def builtin_captioner(
     directory: str | os.PathLike, device: str = "cpu", dtype: str | None = None
 ) -> tuple[CaptionFn, int, str]:
     """``(caption function, frames it reads, source name)`` for a trained captioner directory, run on
-    ``device`` in ``dtype`` (``auto`` for either: :mod:`kinetoscope.devices`)."""
+    ``device`` in ``dtype`` (float32 unless given; ``auto``: :mod:`kinetoscope.devices`)."""
     import torch
 
     from kinetoscope.devices import resolve_device, resolve_dtype
@@ -112,7 +112,7 @@ def builtin_captioner(
             "configs/captioner-world.yaml` and pass its run's final/ folder with --captioner."
         )
     device = resolve_device(device)
-    dtype = resolve_dtype(dtype or "auto", device)
+    dtype = torch.float32 if dtype is None else resolve_dtype(dtype, device)
     model = Captioner.from_pretrained(directory, device=device, dtype=dtype)
     c = model.config
 

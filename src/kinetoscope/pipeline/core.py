@@ -90,13 +90,14 @@ class Pipeline:
         dtype: str | torch.dtype | None = None,
     ) -> Pipeline:
         """Load a model directory (:mod:`kinetoscope.model_dir`) onto ``device`` (``auto``: CUDA, MPS,
-        else the CPU), every component in ``dtype`` (``auto`` or None: :mod:`kinetoscope.devices`)."""
+        else the CPU), every component in ``dtype``: float32 unless given (``"auto"`` picks the faster
+        precision for the device, :mod:`kinetoscope.devices`; the command line's default)."""
         from kinetoscope.devices import resolve_device, resolve_dtype
         from kinetoscope.model_dir import hf_text_encoder_dir, model_id_for, read_index
         from kinetoscope.text import HFTextEncoder, TextEncoder
 
         device = resolve_device(device)
-        dtype = resolve_dtype(dtype or "auto", device)
+        dtype = torch.float32 if dtype is None else resolve_dtype(dtype, device)
         model_dir = Path(model_dir)
         index = read_index(model_dir)
         vae = CausalVAE.from_pretrained(model_dir / "vae", device=device, dtype=dtype).requires_grad_(False)
