@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from kinetoscope.bundle import SUITES
+from kinetoscope.release import SUITES
 
 SMALL = ("--n", "1", "--size", "32x32", "--frames", "9", "--timing-size", "32x32", "--timing-seconds", "0.5")
 
@@ -117,7 +117,7 @@ def _run(directory: str, steps: int, **summary) -> dict:
 
 
 def test_each_leg_counts_only_what_its_runs_added_since_the_last():
-    from kinetoscope.legs import append_leg
+    from kinetoscope.release.legs import append_leg
 
     figures = {"colour": 0.5}
     legs = append_leg([], [_run("runs/a", 100, train_seconds=3600.0, cpu_seconds=7200.0, threads=2)], figures, "one")
@@ -139,7 +139,7 @@ def test_each_leg_counts_only_what_its_runs_added_since_the_last():
 
 
 def test_bundle_ships_a_vae_whose_decoder_trained_on_and_refuses_another_encoder(tiny_model_dir, tmp_path):
-    from kinetoscope.bundle import replace_vae
+    from kinetoscope.release.weights import replace_vae
     from kinetoscope.errors import ConfigError
     from kinetoscope.vae import CausalVAE
 

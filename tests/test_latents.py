@@ -156,7 +156,7 @@ def test_encode_a_manifest_keeps_ground_truth_and_lists_unreadable_files(cli, va
 
 
 def test_digest_names_the_encoder_whatever_the_decoder_or_stored_precision(vae_dir, tmp_path):
-    from kinetoscope.bundle import copy_tree
+    from kinetoscope.release.weights import copy_tree
 
     half = tmp_path / "half"
     copy_tree(vae_dir, half, torch.float16)  # how a bundle stores it

@@ -52,7 +52,7 @@ def train_toy(config: ConfigFile, set_: Overrides = None, resume: Resume = None)
     _train("toy", config, set_, resume)
 
 
-# ---------------------------------------------------------------- bundle (kinetoscope.bundle)
+# ---------------------------------------------------------------- bundle (kinetoscope.release)
 @app.command("bundle")
 def bundle_command(
     model: Path = typer.Option(..., help="A trained transformer export: the final/ directory of `kinetoscope train dit`."),
@@ -76,7 +76,7 @@ def bundle_command(
     timing_seconds: float = typer.Option(2.0, help="Seconds of video the timed main command makes."),
 ) -> None:
     """Ship a trained model: copy it in fp16, evaluate it, time the main command and write MODEL.md."""
-    from kinetoscope.bundle import BundleOptions, bundle
+    from kinetoscope.release import BundleOptions, bundle
     from kinetoscope.pipeline.limits import parse_size
 
     width, height = parse_size(size)
