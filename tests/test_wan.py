@@ -167,7 +167,8 @@ def test_pipeline_text_to_video_equals_wan_pipeline(wan, imported):
 
     ours._decode = keep_decoded
     args = {"prompt": "a red ball rolls across the floor", "negative_prompt": "blurry still"}
-    result = ours(**args, width=48, height=32, num_frames=9, steps=4, guidance=5.0, seed=7, expand=False)
+    result = ours(**args, width=48, height=32, num_frames=9, steps=4, guidance=5.0, seed=7)
+    assert result.prompt == args["prompt"]  # not rewritten by the world's expander: Wan never read its captions
 
     reference = diffusers.WanPipeline(
         **{**pipe.components, "scheduler": _KinetoscopeSchedule.from_config(pipe.scheduler.config)}
@@ -296,3 +297,24 @@ def test_the_switches_are_off_by_default_and_old_configs_load():
     vae = VAEConfig.from_dict(vae_old)
     assert (vae.norm_eps, vae.quant_conv, vae.resample) == (1e-6, False, "causal")
     assert not any("quant" in name for name in CausalVAE(VAEConfig.from_preset("tiny")).state_dict())
+
+
+def test_a_lora_fine_tune_keeps_wans_sampler_and_prompts_and_exports(imported, tmp_path):
+    from kinetoscope.model_dir import read_index
+    from kinetoscope.train import TrainConfig, train
+
+    world = {"scenarios": ["uniform"], "sizes": [[32, 32]], "frames": [1, 5], "fps": 10.0}
+    final = train(TrainConfig.from_dict({
+        "run_dir": str(tmp_path / "run"), "steps": 2, "log_every": 1000, "checkpoint_every": 1000,
+        "ema": {"decay": 0.0}, "schedule": {"warmup_steps": 0}, "optim": {"lr": 1e-3, "weight_decay": 0.0},
+        "data": {"source": "world", "world": world, "batch_size": 2},
+        "task": {"kind": "dit", "init_from": str(imported), "lora": {"rank": 2, "alpha": 2.0}},
+    }))  # fmt: skip
+    index = read_index(final)
+    # The fine-tune samples as Wan does and reads prompts as written, like the model it started from.
+    assert index["flow"] == read_index(imported)["flow"] and index["flow"]["shift_at_max"] == SHIFT
+    assert index["expand_prompts"] is False and index["lora"] == "lora"
+    written = export_wan(final, tmp_path / "diffusers")
+    assert written[1].name == "pytorch_lora_weights.safetensors"
+    state = diffusers.WanPipeline.lora_state_dict(written[1].parent)
+    assert any(k.endswith("attn1.to_q.lora_B.weight") for k in state)

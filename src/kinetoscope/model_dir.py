@@ -6,7 +6,9 @@ a saved ``PretrainedModel`` beside it (``vae/``, ``dit/``, and ``text/`` for the
 encoder with its tokenizer). A Hugging Face text encoder is copied into ``text_encoder/`` (hard
 links where the file system allows), so a model directory holds no path outside itself and
 moves or copies as one. The index also holds the sampler's ``flow`` config, the ``model_id``
-the watermark names, and ``lora`` where adapters are kept beside the merged weights.
+the watermark names, ``lora`` where adapters are kept beside the merged weights, and
+``expand_prompts: false`` for a model whose text encoder did not learn the world's captions
+(prompts then reach it as written). A fine-tune keeps its model's ``INHERITED`` entries.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from kinetoscope.files import atomic_write_json
 MODEL_INDEX = "model_index.json"
 #: Where a Hugging Face text encoder is copied to inside the model directory.
 HF_TEXT_ENCODER = "text_encoder"
+#: Index entries that describe the model rather than the run that wrote it: a fine-tune keeps them.
+INHERITED = ("expand_prompts", "converted_from")
 
 
 def read_index(model_dir: str | os.PathLike) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class GenerationResult:
 class Pipeline:
     """Text, image or video in; frames out. See :meth:`__call__` for the modes."""
 
-    def __init__(self, vae: CausalVAE, dit: DiT, text_encoder: Any, flow: FlowConfig, model_id: str):
+    def __init__(
+        self, vae: CausalVAE, dit: DiT, text_encoder: Any, flow: FlowConfig, model_id: str, expand_prompts: bool = True
+    ):
         if dit.config.patch_size[0] != 1 or dit.config.in_channels != vae.latent_channels:
             raise CheckpointError(
                 f"The DiT (patch {dit.config.patch_size}, {dit.config.in_channels} channels) does not fit the VAE "
@@ -78,6 +80,9 @@ class Pipeline:
             )
         self.vae, self.dit, self.text_encoder, self.flow = vae, dit, text_encoder, flow
         self.model_id = model_id
+        #: False for a model whose text encoder never read the world's captions (an imported Wan2.1):
+        #: the expander would rewrite its prompts into them, so they go to it as written.
+        self.expand_prompts = expand_prompts
         self.limits = Limits.for_model(vae.spatial_compression, vae.temporal_compression, dit.config.patch_size)
         #: VAE tiles for large frames (pixels): a 2048x2048 image decodes in 512-pixel tiles.
         self.tile_size, self.tile_overlap = DEFAULT_TILE_SIZE, DEFAULT_TILE_OVERLAP
@@ -107,7 +112,8 @@ class Pipeline:
             text = HFTextEncoder(hf_dir, device=device, dtype=dtype)
         else:
             text = TextEncoder.from_pretrained(model_dir / "text", device=device, dtype=dtype).requires_grad_(False)
-        return cls(vae, dit, text, FlowConfig.from_dict(index.get("flow", {})), model_id_for(model_dir))
+        flow = FlowConfig.from_dict(index.get("flow", {}))
+        return cls(vae, dit, text, flow, model_id_for(model_dir), expand_prompts=index.get("expand_prompts", True))
 
     def save_pretrained(self, out_dir: str | os.PathLike, name: str | None = None) -> Path:
         """Write the model directory that :meth:`from_pretrained` loads; its model id is ``name``
@@ -119,6 +125,7 @@ class Pipeline:
         return save_model_dir(
             out_dir, vae=self.vae, dit=self.dit, flow=self.flow.to_dict(), name=name or Path(out_dir).name,
             text=None if hf else self.text_encoder, hf_text_encoder=hf,
+            extra=None if self.expand_prompts else {"expand_prompts": False},
         )  # fmt: skip
 
     @property
@@ -224,8 +231,9 @@ class Pipeline:
         return self(prompt, video=Video(frames, fps or limits.default_fps), strength=strength, **options)
 
     def _expand(self, request: Request, job: Job) -> str:
-        """The prompt as the model reads it: a caption in the training style, when ``expand``."""
-        if not request.expand or not request.prompt.strip():
+        """The prompt as the model reads it: a caption in the training style, when ``expand`` and the model
+        reads such captions (``expand_prompts``)."""
+        if not (request.expand and self.expand_prompts) or not request.prompt.strip():
             return request.prompt
         from kinetoscope.language import expand_prompt
 

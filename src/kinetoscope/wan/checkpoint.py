@@ -44,7 +44,8 @@ def import_wan(source: str | Path, out: str | Path, *, dtype: str | None = None,
     return save_model_dir(
         out, vae=vae, dit=dit, flow=flow, name=name or out.name,
         hf_text_encoder=source / "text_encoder", hf_tokenizer=source / "tokenizer",
-        extra={"converted_from": "Wan2.1 (diffusers)"},
+        # The world's prompt expander would rewrite prompts into captions Wan never read.
+        extra={"converted_from": "Wan2.1 (diffusers)", "expand_prompts": False},
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from kinetoscope.data.datasets import VideoSample, WorldSource, collate_videos, 
 from kinetoscope.data.latents import LatentSample, LatentSource, foreground_cells
 from kinetoscope.errors import ConfigError
 from kinetoscope.files import atomic_write_json
-from kinetoscope.model_dir import hf_text_encoder_dir, read_index, save_model_dir
+from kinetoscope.model_dir import INHERITED, hf_text_encoder_dir, read_index, save_model_dir
 from kinetoscope.train.data import shape_rule, video_source
 from kinetoscope.train.distributed import barrier
 from kinetoscope.train.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
@@ -50,7 +50,8 @@ class DiTTaskConfig(Config):
     text: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Captions read from the data to train the built-in tokenizer before the run.
     tokenizer_captions: int = 1000
-    #: ``FlowConfig`` fields: time sampling, shift, text dropout, condition-mask probabilities.
+    #: ``FlowConfig`` fields: time sampling, shift, text dropout, condition-mask probabilities
+    #: (over ``init_from``'s own, which a fine-tune starts from: an imported Wan keeps its shift).
     flow: dict[str, Any] = dataclasses.field(default_factory=dict)
     lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
     #: Periodic samples: prompts, shape (frames, height, width), sampler steps and guidance.
@@ -76,7 +77,8 @@ class DiTTask(Task):
         super().__init__(*args, **kwargs)
         from kinetoscope.flow import FlowConfig
 
-        self.flow = FlowConfig.from_dict(self.options.flow)
+        inherited = read_index(self.options.init_from).get("flow", {}) if self.options.init_from else {}
+        self.flow = FlowConfig.from_dict({**inherited, **self.options.flow})
         self.vae = None
         self.hf_text = None
         self.hf_path: Path | None = None
@@ -324,7 +326,8 @@ class DiTTask(Task):
         from safetensors.torch import save_file
 
         dit = models["dit"]
-        extra = {}
+        init_from = self.options.init_from
+        extra = {k: v for k, v in read_index(init_from).items() if k in INHERITED} if init_from else {}
         if self.options.lora.rank > 0:
             adapters = out_dir / "lora"
             adapters.mkdir(parents=True, exist_ok=True)
