@@ -51,14 +51,14 @@ def linear_rules(depth: int) -> dict[str, tuple[tuple[str, ...], str]]:
         "head.proj": (("proj_out",), HEAD),
     }
     for i in range(depth):
-        k, w = f"blocks.{i}.", f"blocks.{i}."
-        rules[k + "video.qkv"] = ((w + "attn1.to_q", w + "attn1.to_k", w + "attn1.to_v"), CAT)
-        rules[k + "video.out"] = ((w + "attn1.to_out.0",), SAME)
-        rules[k + "video.ffn.0"] = ((w + "ffn.net.0.proj",), SAME)
-        rules[k + "video.ffn.2"] = ((w + "ffn.net.2",), SAME)
-        rules[k + "cross.q"] = ((w + "attn2.to_q",), SAME)
-        rules[k + "cross.kv"] = ((w + "attn2.to_k", w + "attn2.to_v"), CAT)
-        rules[k + "cross.out"] = ((w + "attn2.to_out.0",), SAME)
+        b = f"blocks.{i}."  # the same prefix on both sides
+        rules[b + "video.qkv"] = ((b + "attn1.to_q", b + "attn1.to_k", b + "attn1.to_v"), CAT)
+        rules[b + "video.out"] = ((b + "attn1.to_out.0",), SAME)
+        rules[b + "video.ffn.0"] = ((b + "ffn.net.0.proj",), SAME)
+        rules[b + "video.ffn.2"] = ((b + "ffn.net.2",), SAME)
+        rules[b + "cross.q"] = ((b + "attn2.to_q",), SAME)
+        rules[b + "cross.kv"] = ((b + "attn2.to_k", b + "attn2.to_v"), CAT)
+        rules[b + "cross.out"] = ((b + "attn2.to_out.0",), SAME)
     return rules
 
 
@@ -69,13 +69,13 @@ def tensor_rules(depth: int) -> dict[str, tuple[tuple[str, ...], str]]:
         rules[name + ".weight"] = (tuple(s + ".weight" for s in sources), kind)
         rules[name + ".bias"] = (tuple(s + ".bias" for s in sources), _BIAS_KIND[kind])
     for i in range(depth):
-        k, w = f"blocks.{i}.", f"blocks.{i}."
-        rules[k + "video.modulation"] = ((w + "scale_shift_table",), SQUEEZE)
-        rules[k + "video.qk_norm"] = ((w + "attn1.norm_q.weight", w + "attn1.norm_k.weight"), STACK)
-        rules[k + "cross.norm.weight"] = ((w + "norm2.weight",), SAME)
-        rules[k + "cross.norm.bias"] = ((w + "norm2.bias",), SAME)
-        rules[k + "cross.q_norm"] = ((w + "attn2.norm_q.weight",), UNSQUEEZE)
-        rules[k + "cross.k_norm"] = ((w + "attn2.norm_k.weight",), UNSQUEEZE)
+        b = f"blocks.{i}."
+        rules[b + "video.modulation"] = ((b + "scale_shift_table",), SQUEEZE)
+        rules[b + "video.qk_norm"] = ((b + "attn1.norm_q.weight", b + "attn1.norm_k.weight"), STACK)
+        rules[b + "cross.norm.weight"] = ((b + "norm2.weight",), SAME)
+        rules[b + "cross.norm.bias"] = ((b + "norm2.bias",), SAME)
+        rules[b + "cross.q_norm"] = ((b + "attn2.norm_q.weight",), UNSQUEEZE)
+        rules[b + "cross.k_norm"] = ((b + "attn2.norm_k.weight",), UNSQUEEZE)
     return rules
 
 
@@ -212,7 +212,7 @@ def wan_config(config: DiTConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- files
-def read_wan_config(transformer_dir: Path) -> dict[str, Any]:
+def read_wan_config(transformer_dir: Path) -> Mapping[str, Any]:
     """A diffusers transformer directory's config, completed with diffusers' defaults."""
     diffusers = require("diffusers", "Importing a Wan checkpoint")
     return meta_model(diffusers.WanTransformer3DModel, transformer_dir, TRANSFORMER_CLASS).config
