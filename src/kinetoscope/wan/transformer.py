@@ -97,10 +97,11 @@ def _to_dit(kind: str, parts: list[Tensor], config: DiTConfig) -> Tensor:
 
 
 def _to_wan(kind: str, t: Tensor, n: int, config: DiTConfig) -> list[Tensor]:
+    # Slices of one tensor share its storage, which safetensors refuses to save: they are copied.
     if kind == CAT:
-        return list(t.chunk(n))
+        return [part.clone() for part in t.chunk(n)]
     if kind == STACK:
-        return list(t.unbind(0))
+        return [part.clone() for part in t.unbind(0)]
     if kind == SQUEEZE:
         return [t[None]]
     if kind == UNSQUEEZE:
@@ -134,7 +135,7 @@ def wan_state_dict(state: Mapping[str, Tensor], config: DiTConfig) -> dict[str, 
     wan = {}
     for name, (targets, kind) in tensor_rules(config.depth).items():
         for target, t in zip(targets, _to_wan(kind, state[name], len(targets), config), strict=True):
-            wan[target] = t.contiguous().clone()  # a slice would share its storage, which safetensors refuses
+            wan[target] = t.contiguous()
     return wan
 
 
@@ -292,8 +293,8 @@ def wan_lora_state_dict(adapters: Mapping[str, Tensor], config: DiTConfig) -> di
         targets, kind = rules[name]
         a, b = adapters[key], adapters[name + suffix + "B"]
         for target, part in zip(targets, _to_wan(kind, b, len(targets), config), strict=True):
-            out[f"{target}.lora_A.weight"] = a.contiguous().clone()
-            out[f"{target}.lora_B.weight"] = part.contiguous().clone()
+            out[f"{target}.lora_A.weight"] = a.clone()  # one tensor per projection, as peft keeps them
+            out[f"{target}.lora_B.weight"] = part.contiguous()
     return out
 
 
