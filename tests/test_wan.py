@@ -318,3 +318,28 @@ def test_a_lora_fine_tune_keeps_wans_sampler_and_prompts_and_exports(imported, t
     assert written[1].name == "pytorch_lora_weights.safetensors"
     state = diffusers.WanPipeline.lora_state_dict(written[1].parent)
     assert any(k.endswith("attn1.to_q.lora_B.weight") for k in state)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"num_attention_heads": 12, "ffn_dim": 8960, "num_layers": 30},  # Wan2.1-T2V-1.3B
+        {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},  # Wan2.1-T2V-14B
+    ],
+    ids=["1.3B", "14B"],
+)
+def test_wan_sizes_map_tensor_for_tensor(shape):
+    """Every tensor of the real shapes has its place, both ways (built on the meta device: no memory)."""
+    from kinetoscope.wan.transformer import dit_config, dit_state_dict, wan_state_dict
+
+    with torch.device("meta"):
+        wan = diffusers.WanTransformer3DModel(attention_head_dim=128, text_dim=4096, **shape)
+        config = dit_config(wan.config)
+        dit = DiT(config)
+    wan_state = wan.state_dict()
+    dit.load_state_dict(dit_state_dict(dict(wan_state), config), assign=True)  # strict: every key, every shape
+    assert sum(p.numel() for p in dit.parameters()) == sum(p.numel() for p in wan.parameters())
+    back = wan_state_dict(dit.state_dict(), config)
+    assert back.keys() == wan_state.keys() and all(back[k].shape == wan_state[k].shape for k in back)
+    if shape["num_layers"] == 30:
+        assert config == DiTConfig.from_preset("1.3b", text_len=512)
