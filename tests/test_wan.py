@@ -343,3 +343,17 @@ def test_wan_sizes_map_tensor_for_tensor(shape):
     assert back.keys() == wan_state.keys() and all(back[k].shape == wan_state[k].shape for k in back)
     if shape["num_layers"] == 30:
         assert config == DiTConfig.from_preset("1.3b", text_len=512)
+
+
+def test_wan_vae_maps_tensor_for_tensor():
+    """Wan2.1's own VAE config (diffusers' defaults: 96 channels, two residual blocks a level) on the meta device."""
+    from kinetoscope.wan.vae import vae_config, vae_state_dict
+
+    with torch.device("meta"):
+        wan = diffusers.AutoencoderKLWan()
+        vae = CausalVAE(vae_config(wan.config))
+    vae.load_state_dict(vae_state_dict(wan, dict(wan.state_dict()), vae), assign=True)
+    assert vae.num_parameters == sum(p.numel() for p in wan.parameters())
+    assert vae.config.replace(norm_eps=1e-6, quant_conv=False, resample="causal", latent_mean=(), latent_std=()) == (
+        VAEConfig.from_preset("wan")
+    )  # the wan preset is Wan's shape; the switches and statistics are what the import adds

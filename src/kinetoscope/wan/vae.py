@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from kinetoscope.errors import CheckpointError, InvalidInputError, require
 from kinetoscope.vae import CausalVAE, VAEConfig
 from kinetoscope.wan.transformer import meta_model, read_safetensors
@@ -127,8 +129,13 @@ def load_vae(vae_dir: str | Path) -> CausalVAE:
     vae_dir = Path(vae_dir)
     model = meta_model(diffusers.AutoencoderKLWan, vae_dir, VAE_CLASS)
     vae = CausalVAE(vae_config(model.config))
+    vae.load_state_dict(vae_state_dict(model, read_safetensors(vae_dir), vae))
+    return vae.eval()
+
+
+def vae_state_dict(model: Any, wan: dict[str, Tensor], vae: CausalVAE) -> dict[str, Tensor]:
+    """``vae``'s tensors from the ``AutoencoderKLWan`` ``model``'s (``wan``, emptied as they are used)."""
     pairs = _layer_pairs(model, vae)
-    wan = read_safetensors(vae_dir)
     state = {}
     for name, own in vae.state_dict().items():
         source = _wan_name(name, pairs)
@@ -146,5 +153,4 @@ def load_vae(vae_dir: str | Path) -> CausalVAE:
             f"The Wan VAE has {len(wan)} tensors kinetoscope has no place for (e.g. {sorted(wan)[:3]}).",
             param="source",
         )
-    vae.load_state_dict(state)
-    return vae.eval()
+    return state
