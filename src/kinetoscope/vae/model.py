@@ -203,8 +203,10 @@ def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def _middle(channels: int, attention: bool, eps: float) -> list[nn.Module]:
+    # Built in their order: a new VAE draws its initial weights in the same sequence as before.
+    first = ResBlock(channels, channels, eps)
     attend = [FrameAttention(channels, eps)] if attention else []
-    return [ResBlock(channels, channels, eps), *attend, ResBlock(channels, channels, eps)]
+    return [first, *attend, ResBlock(channels, channels, eps)]
 
 
 def stream_frames(
