@@ -136,6 +136,10 @@ def test_each_leg_counts_only_what_its_runs_added_since_the_last():
     # A run from before the trainer kept cpu_seconds: the time since, at its last thread count.
     old = append_leg(legs, [_run("runs/a", 300, train_seconds=10800.0, threads=2)], figures, "four")
     assert old[3]["runs"]["dit"] == {"steps": 50, "cpu_hours": pytest.approx(1.0)}
+    # Resumed once since the last count: that invocation's time at its threads, whatever its
+    # cpu_seconds total says of earlier ones (a resumed old checkpoint counts them at today's threads).
+    once = _run("runs/a", 400, train_seconds=14400.0, cpu_seconds=1.0, threads=1, started_at_step=300)
+    assert append_leg(old, [once], figures, "five")[4]["runs"]["dit"] == {"steps": 100, "cpu_hours": pytest.approx(1.0)}
 
 
 def test_bundle_ships_a_vae_whose_decoder_trained_on_and_refuses_another_encoder(tiny_model_dir, tmp_path):

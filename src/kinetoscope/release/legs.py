@@ -71,13 +71,14 @@ def _new_share(run: dict[str, Any], seen: dict[str, Any] | None) -> tuple[int, f
     summary = run["summary"]
     if summary:
         step, train_seconds = int(summary["steps_done"]), float(summary["train_seconds"])
-        # Runs from before the trainer kept cpu_seconds: the time since, at the last invocation's threads.
         cpu = summary.get("cpu_seconds")
-        added_cpu = (
-            float(cpu) - (seen or {}).get("cpu_seconds", 0.0)
-            if cpu is not None
-            else (train_seconds - (seen or {}).get("train_seconds", 0.0)) * int(summary.get("threads") or 1)
-        )
+        one_invocation = seen is not None and summary.get("started_at_step") == seen["step"]
+        if cpu is None or one_invocation:
+            # One invocation since the last count (exact: its time at its threads), or a run from
+            # before the trainer kept cpu_seconds, whose resumed total may count old time at today's threads.
+            added_cpu = (train_seconds - (seen or {}).get("train_seconds", 0.0)) * int(summary.get("threads") or 1)
+        else:
+            added_cpu = float(cpu) - (seen or {}).get("cpu_seconds", 0.0)
     else:  # no summary (a run stopped by hand): the logged steps, time unknown
         step, train_seconds, added_cpu = (int(run["rows"][-1]["step"]) if run["rows"] else 0), 0.0, 0.0
     if seen is not None and step <= seen["step"]:
