@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_vae import cpu_model  # the one reading of lscpu's model name (this folder is on the path)
+
 HERE = Path(__file__).resolve().parent
 
 #: name -> the script's quick arguments.
@@ -28,14 +30,6 @@ QUICK = {
     "captioner": ["bench_captioner.py", "--clips", "40", "--show", "0"],
     "eval-floors": ["bench_eval_floors.py", "--n", "3"],
 }
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (lscpu unavailable)"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "unknown")
 
 
 def main() -> int:
