@@ -74,6 +74,9 @@ def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
     assert int(rows[-1]["skipped_files"]) >= 2
     assert (run / "tokenizer.json").is_file()
     assert [p.name for p in sorted((run / "samples").iterdir())] == ["step_00000003_0.mp4"]
+    # The sample comes from Pipeline at the configured shape (frames, height, width).
+    frames = read_video(run / "samples" / "step_00000003_0.mp4").frames
+    assert tuple(frames.shape[:3]) == (5, 16, 16)
     index = json.loads((final / "model_index.json").read_text())
     assert index["dit"] == ["kinetoscope.dit", "DiT"] and index["text"] == ["kinetoscope.text", "TextEncoder"]
     # The watermark names the model by this id: the run's name and a digest of its weights, never just "final".

@@ -279,47 +279,23 @@ class DiTTask(Task):
         return LossOutput({"main": loss}, metrics, tokens=len(t))
 
     # ------------------------------------------------------------------ samples and export
-    @torch.no_grad()
     def sample(self, models: dict[str, nn.Module], step: int, out_dir: Path) -> list[Path]:
-        """Generate the configured prompts from noise and write them as mp4."""
-        from kinetoscope.io import tensor_to_frames, write_video
-
-        written = []
-        for i, prompt in enumerate(self.options.sample_prompts):
-            video = self.vae.decode(self._generate(models, prompt, self.options.sample_seed + i)[None])
-            path = out_dir / f"step_{step:08d}_{i}.mp4"
-            written.append(write_video(path, tensor_to_frames(video[0]), self.train.data.world.fps))
-        return written
-
-    def _generate(self, models: dict[str, nn.Module], prompt: str, seed: int) -> torch.Tensor:
-        """One latent ``(C, t, h, w)`` of the configured sample shape, sampled from noise fixed by ``seed``."""
-        from kinetoscope.dit import pack
-        from kinetoscope.flow import sample, shift_for_tokens
+        """The configured prompts through :class:`~kinetoscope.pipeline.Pipeline`, as a user would run
+        the model (expanded, guided, watermarked), written as mp4."""
+        from kinetoscope.pipeline import Pipeline
 
         o = self.options
-        dit = models["dit"]
-        device = next(dit.parameters()).device
-        noise = pack(
-            [torch.randn(self.vae.latent_shape(*o.sample_shape), generator=torch.Generator().manual_seed(seed))],
-            self._patch(),
-        )
-        packed = noise.with_tokens(noise.tokens.to(device))
-        cond = self._plain_text(models, [prompt])
-        uncond = self._plain_text(models, [""])
-        tokens = sample(
-            lambda x, t: dit(packed.with_tokens(x), t, *cond),
-            packed.tokens,
-            o.sample_steps,
-            time_shift=shift_for_tokens(len(packed.tokens), self.flow),
-            uncond_velocity=lambda x, t: dit(packed.with_tokens(x), t, *uncond),
-            guidance=o.sample_guidance,
-        )
-        return packed.unpack(tokens)[0]
-
-    def _plain_text(self, models: dict[str, nn.Module], prompts: list[str]):
-        if self.hf_text is not None:
-            return self.hf_text.encode(prompts)
-        return models["text"].encode(prompts)
+        text = self.hf_text if self.hf_text is not None else models["text"]
+        expand = read_index(o.init_from).get("expand_prompts", True) if o.init_from else True
+        pipe = Pipeline(self.vae, models["dit"], text, self.flow, self.run_dir.name, expand_prompts=expand)
+        frames, height, width = o.sample_shape
+        return [
+            pipe(
+                prompt, width=width, height=height, num_frames=frames, fps=self.train.data.world.fps,
+                steps=o.sample_steps, guidance=o.sample_guidance, seed=o.sample_seed + i,
+            ).save(out_dir / f"step_{step:08d}_{i}.mp4")
+            for i, prompt in enumerate(o.sample_prompts)
+        ]  # fmt: skip
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         """``vae/``, ``dit/`` (LoRA merged in, adapters also in ``lora/``), ``text/`` and ``model_index.json``."""
