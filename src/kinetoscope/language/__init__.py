@@ -8,6 +8,7 @@ Heavy parts (torch, the SDK) load only when used.
 """
 
 from kinetoscope.language.expand import Expansion, expand_prompt
-from kinetoscope.language.parse import EventText, ObjectText, SceneText, parse_caption, parse_prompt
+from kinetoscope.language.parse import EventText, ObjectText, SceneText, parse_caption
+from kinetoscope.language.prompt import parse_prompt
 
 __all__ = ["EventText", "Expansion", "ObjectText", "SceneText", "expand_prompt", "parse_caption", "parse_prompt"]

@@ -21,7 +21,8 @@ import numpy as np
 
 from kinetoscope.data.seeding import derive_seed
 from kinetoscope.errors import InvalidInputError, KinetoscopeError
-from kinetoscope.language.parse import ObjectText, SceneText, parse_caption, parse_prompt
+from kinetoscope.language.parse import ObjectText, SceneText, parse_caption
+from kinetoscope.language.prompt import parse_prompt
 from kinetoscope.world.captions import detailed_caption
 from kinetoscope.world.entities import Background, Body, ClipSpec, Scene
 from kinetoscope.world.scenarios import MIXED, generate_scene
