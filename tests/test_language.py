@@ -170,6 +170,22 @@ def test_parse_prompt_events_and_unknown_words():
     assert text.unknown_words == ("inside", "spaceship")
     bounce = parse_prompt("a green star bounces off the left wall")
     assert [(e.kind, e.objects, e.wall) for e in bounce.events] == [("bounce", (("green", "star"),), "left")]
+    timed = parse_prompt("a red ball falls and bounces off the floor at frames 3, 9 and 12")
+    assert [(e.kind, e.wall, e.frames) for e in timed.events] == [("bounce", "floor", (3, 9, 12))]
+    assert timed.unknown_words == ()
+
+
+@pytest.mark.parametrize(
+    "prompt, motion",
+    [
+        ("a yellow triangle falls down", ("falls", None)),  # falling, not a heading
+        ("a red ball moves up and then falls", ("thrown", "up")),  # the world's "is thrown up ... and falls"
+        ("a red ball is thrown left and falls", ("thrown", "left")),
+    ],
+)
+def test_parse_prompt_reads_falling_as_the_world_says_it(prompt, motion):
+    (obj,) = parse_prompt(prompt).objects
+    assert (obj.motion, obj.direction) == motion
 
 
 # ---------------------------------------------------------------- the expander

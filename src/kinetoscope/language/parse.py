@@ -127,7 +127,7 @@ _NAMED = re.compile(rf"the (?P<color>{_COLOR}) (?P<shape>{_SHAPE})")
 def parse_caption(text: str) -> SceneText:
     """Every attribute a caption in the world's style states; other sentences go to ``unparsed``."""
     fields: dict = {"objects": [], "events": [], "unparsed": []}
-    for sentence in _sentences(text):
+    for sentence in sentences(text):
         if not _read_sentence(sentence.lower(), fields):
             fields["unparsed"].append(sentence)
     return SceneText(
@@ -142,9 +142,9 @@ def parse_caption(text: str) -> SceneText:
     )
 
 
-def _sentences(text: str) -> list[str]:
-    """Sentences without their full stops ("frames 3 and 9." ends one; no number has a dot)."""
-    return [s.strip() for s in re.split(r"\.(?:\s+|$)", text.strip()) if s.strip()]
+def sentences(text: str) -> list[str]:
+    """Sentences without their closing marks ("frames 3 and 9." ends one; no number has a dot)."""
+    return [s.strip() for s in re.split(r"[.!?;](?:\s+|$)", text.strip()) if s.strip()]
 
 
 def _read_sentence(sentence: str, fields: dict) -> bool:

@@ -250,6 +250,8 @@ class _PromptReader:
         if word in _MOTION_VERBS:
             self._set_motion(_MOTION_VERBS[word])
             return i + 1
+        if word == "down" and i > 0 and _MOTION_VERBS.get(w[i - 1]) == "falls":
+            return i + 1  # "falls down" is falling, not a heading
         if word in _DIRECTION_WORDS:
             for k in self._subjects():
                 obj = self.objects[k]
@@ -272,31 +274,35 @@ class _PromptReader:
 
     def _set_motion(self, motion: str) -> None:
         for k in self._subjects():
-            current = self.objects[k].get("motion")
-            if current in (None, "moves", "still") or (current == "falls" and motion == "thrown"):
-                self.objects[k]["motion"] = motion
-            elif current == "thrown" and motion == "falls":
-                pass  # "is thrown left and falls": one motion
+            obj = self.objects[k]
+            current = obj.get("motion")
+            if current == "moves" and motion == "falls" and obj.get("direction"):
+                obj["motion"] = "thrown"  # "moves up and then falls": the world's "is thrown up ... and falls"
+            elif current in (None, "moves", "still") or (current == "falls" and motion == "thrown"):
+                obj["motion"] = motion
+            # "is thrown left and falls" stays one motion, thrown
         self.group_acted = True
 
     def _event(self, i: int, kind: str) -> int:
         w = self.words
         names = tuple((self.objects[k]["color"], self.objects[k]["shape"]) for k in self.group)
-        end = i + 1
+        wall, end = None, i + 1
         if kind == "bounce":
             wall, end = _wall_after(w, i + 1)
-            self.events += [EventText("bounce", (name,), wall) for name in names or ((None, None),)]
-        elif kind == "collision" and names:
-            self.events.append(EventText("collision", names))
-        else:
+        elif not (kind == "collision" and names):
             if kind == "occluded":
                 self.scene.setdefault("occluder", "")
-            if kind != "collision":
-                self.events.append(EventText(kind, names))
             while end < len(w) and w[end] in ("the", "frame", "view", "scene", "a", "bar"):
                 if w[end] == "bar":
                     self.scene.setdefault("occluder", "")
                 end += 1
+        frames, end = _frames_after(w, end)
+        if kind == "bounce":
+            self.events += [EventText("bounce", (name,), wall, frames) for name in names or ((None, None),)]
+        elif kind != "collision":
+            self.events.append(EventText(kind, names, frames=frames))
+        elif names:
+            self.events.append(EventText("collision", names, frames=frames))
         self.group_acted = True
         return end
 
@@ -347,3 +353,15 @@ def _wall_after(words: list[str], i: int) -> tuple[str | None, int]:
     if words[j : j + 1] in (["wall"], ["walls"]):
         return None, j + 1
     return None, i
+
+
+def _frames_after(words: list[str], i: int) -> tuple[tuple[int, ...], int]:
+    """``at frame 7`` / ``at frames 3, 9 and 12`` after an event -> (frames, index after them)."""
+    j = i + (words[i : i + 1] == ["at"])
+    if words[j : j + 1] not in (["frame"], ["frames"]):
+        return (), i
+    frames, j = [], j + 1
+    while j < len(words) and words[j].isdigit():
+        frames.append(int(words[j]))
+        j += 2 if words[j + 1 : j + 3] and words[j + 1] == "and" and words[j + 2 : j + 3][0].isdigit() else 1
+    return (tuple(frames), j) if frames else ((), i)
