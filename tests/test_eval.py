@@ -15,8 +15,8 @@ from kinetoscope.eval import (
     detect_video,
     loop_seam,
     object_permanence,
-    parse_prompt,
     prompt_adherence,
+    prompt_claims,
     run_suite,
     scene_consistency,
     temporal_flicker,
@@ -76,7 +76,7 @@ def test_detector_ignores_blended_rims_and_background():
 
 # ---------------------------------------------------------------- prompts
 def test_prompt_parser_reads_the_captioners_phrasing():
-    claims = parse_prompt(
+    claims = prompt_claims(
         "A large red ball is thrown right at a fast speed and falls. A small blue square stays still. "
         "A medium green star moves up-left at a slow speed. The camera is static. "
         "The red ball bounces off the floor at frames 3 and 9. The red ball and the blue square collide at frame 7. "
@@ -89,8 +89,33 @@ def test_prompt_parser_reads_the_captioners_phrasing():
         ("bounce", (("red", "ball"),), "floor", (3, 9)),
         ("collision", (("blue", "square"), ("red", "ball")), None, (7,)),
     ]
-    assert parse_prompt("five objects fall").count == 5
-    assert parse_prompt("a sunset over the sea").empty
+    assert prompt_claims("five objects fall").count == 5
+    assert prompt_claims("a sunset over the sea").empty
+
+
+def test_prompt_claims_of_short_prompts_keep_what_the_detectors_can_check():
+    def read(prompt):
+        claims = prompt_claims(prompt)
+        objects = [(o.color, o.shape, o.motion, o.direction) for o in claims.objects]
+        return objects, claims.count, [(e.kind, e.objects, e.wall, e.frames) for e in claims.events], claims.camera_moves
+
+    assert read("a red ball moves right") == ([("red", "ball", "moves", "right")], 1, [], False)
+    assert read("three objects fall") == ([], 3, [], False)  # no colours: a count and nothing else
+    assert read("a small green star is thrown up-left and falls") == ([("green", "star", "thrown", "up-left")], 1, [], False)
+    assert read("a red ball and a blue ball collide at frame 7") == (
+        [("red", "ball", None, None), ("blue", "ball", None, None)], 2,
+        [("collision", (("blue", "ball"), ("red", "ball")), None, (7,))], False,
+    )  # fmt: skip
+    # A motion or a bounce said of several objects, or a collision of three, is not one the tracks can settle.
+    assert read("a red ball and a blue ball bounce")[2] == []
+    assert read("a red ball, a blue ball and a green star collide")[2] == []
+    assert read("a red ball and a blue ball stand still")[0] == [("red", "ball", None, None), ("blue", "ball", None, None)]
+    # The player's and the brush's roles are no motion; a heading needs its direction.
+    assert read("a player moves a pink triangle")[0] == [("pink", "triangle", None, None)]
+    assert read("a pink ball paints a trail")[0] == [("pink", "ball", None, None)]
+    assert read("the camera pans") == ([], None, [], True)
+    # The words the prompt reader knows are read here too, as the expander reads them.
+    assert read("a purple circle moves down right slowly")[0] == [("purple", "ball", "moves", "down-right")]
 
 
 # ---------------------------------------------------------------- velocity error: floors and faults

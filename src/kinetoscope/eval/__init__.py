@@ -20,7 +20,6 @@ from kinetoscope.eval.metrics import (
     temporal_flicker,
     velocity_error,
 )
-from kinetoscope.eval.prompt import PromptClaims, parse_prompt
 from kinetoscope.eval.suites import (
     SUITES,
     ClipScore,
@@ -33,6 +32,7 @@ from kinetoscope.eval.suites import (
     score_manifest,
     world_oracle,
 )
+from kinetoscope.language.claims import PromptClaims, prompt_claims
 
 __all__ = [
     "SUITES",
@@ -50,8 +50,8 @@ __all__ = [
     "loop_seam",
     "match_objects",
     "object_permanence",
-    "parse_prompt",
     "prompt_adherence",
+    "prompt_claims",
     "run_suite",
     "scene_consistency",
     "score_clip",

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.eval.detect import Detection, detect_video, match_objects, to_world
-from kinetoscope.eval.prompt import ObjectClaim, PromptClaims, parse_prompt
+from kinetoscope.language.claims import ObjectClaim, PromptClaims, prompt_claims
 from kinetoscope.world import render_state
 from kinetoscope.world.vocabulary import DIRECTIONS, VIEW_HEIGHT, WALL_WORDS
 
@@ -159,7 +159,7 @@ def prompt_adherence(
     the object bounce or collide by frame 2 (before its first velocity can be seen); neither
     are events the prompt places in the first or last two frames.
     """
-    claims = parse_prompt(prompt)
+    claims = prompt_claims(prompt)
     if claims.empty:
         return MetricResult("adherence", None, "share of claims", None, 0, "a prompt with nothing the detectors can check")
     detections = detect_video(frames) if detections is None else detections
