@@ -1,13 +1,14 @@
 """Weight-free evaluation of world simulation: detectors, metrics, suites and reports.
 
 Objects are found in frames alone (colour masks, connected components, sub-pixel centroids,
-shapes; :mod:`.detect`), and scored against a world clip's ground truth or a prompt
-(:mod:`.metrics`): the velocity error of Kang et al. (2024), prompt adherence, object
-permanence, scene consistency under a pan, temporal flicker, conditioning fidelity and loop
-seams. :mod:`.suites` names sets of clips and metrics and runs a generator over them;
+shapes; :mod:`.detect`), and scored against a world clip's ground truth (:mod:`.metrics`) or
+a prompt (:mod:`.adherence`): the velocity error of Kang et al. (2024), prompt adherence,
+object permanence, scene consistency under a pan, temporal flicker, conditioning fidelity and
+loop seams. :mod:`.suites` names sets of clips and metrics and runs a generator over them;
 :mod:`.report` writes JSON and a Markdown report with pictures.
 """
 
+from kinetoscope.eval.adherence import prompt_adherence
 from kinetoscope.eval.detect import Detection, detect_video, match_objects, to_world
 from kinetoscope.eval.metrics import (
     THRESHOLDS,
@@ -15,7 +16,6 @@ from kinetoscope.eval.metrics import (
     conditioning_fidelity,
     loop_seam,
     object_permanence,
-    prompt_adherence,
     scene_consistency,
     temporal_flicker,
     velocity_error,

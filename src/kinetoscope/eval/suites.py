@@ -20,6 +20,7 @@ import numpy as np
 
 from kinetoscope.errors import ConfigError, InvalidInputError
 from kinetoscope.eval import metrics as m
+from kinetoscope.eval.adherence import prompt_adherence
 from kinetoscope.eval.detect import Detection, detect_video
 from kinetoscope.io import DEFAULT_FPS
 from kinetoscope.progress import ProgressBar
@@ -245,7 +246,7 @@ def score_clip(
     fps = fps if fps is not None else state["fps"] if state is not None else DEFAULT_FPS
     compute: dict[str, Callable[[], m.MetricResult]] = {
         "velocity": lambda: m.velocity_error(frames, state, given=len(given), after=after, detections=detections),
-        "adherence": lambda: m.prompt_adherence(frames, prompt, fps=fps, detections=detections),
+        "adherence": lambda: prompt_adherence(frames, prompt, fps=fps, detections=detections),
         "permanence": lambda: m.object_permanence(frames, state, detections=detections),
         "consistency": lambda: m.scene_consistency(frames),
         "flicker": lambda: m.temporal_flicker(frames, state),
