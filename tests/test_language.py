@@ -173,6 +173,7 @@ def test_parse_prompt_events_and_unknown_words():
     timed = parse_prompt("a red ball falls and bounces off the floor at frames 3, 9 and 12")
     assert [(e.kind, e.wall, e.frames) for e in timed.events] == [("bounce", "floor", (3, 9, 12))]
     assert timed.unknown_words == ()
+    assert parse_prompt("a red ball bounces at frame 3 and").events[0].frames == (3,)
 
 
 @pytest.mark.parametrize(

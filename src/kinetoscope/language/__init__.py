@@ -2,8 +2,9 @@
 
 ``expand_prompt("a red ball", seed=0)`` writes a caption in the style the models trained on;
 ``parse_caption`` / ``parse_prompt`` read captions and prompts back into the world's
-vocabulary; :class:`Captioner` is the built-in video-to-text model (``kinetoscope train
-captioner``); :class:`OpenAIBackend` does both jobs with any OpenAI-compatible chat endpoint.
+vocabulary, and ``claims.prompt_claims`` keeps what evaluation can check of them;
+:class:`Captioner` is the built-in video-to-text model (``kinetoscope train captioner``);
+:class:`OpenAIBackend` does both jobs with any OpenAI-compatible chat endpoint.
 Heavy parts (torch, the SDK) load only when used.
 """
 

@@ -363,5 +363,7 @@ def _frames_after(words: list[str], i: int) -> tuple[tuple[int, ...], int]:
     frames, j = [], j + 1
     while j < len(words) and words[j].isdigit():
         frames.append(int(words[j]))
-        j += 2 if words[j + 1 : j + 3] and words[j + 1] == "and" and words[j + 2 : j + 3][0].isdigit() else 1
+        j += 1
+        if words[j : j + 1] == ["and"] and words[j + 1 : j + 2] and words[j + 1].isdigit():
+            j += 1  # "3, 9 and 12" (the commas are not words)
     return (tuple(frames), j) if frames else ((), i)
