@@ -17,6 +17,10 @@ Wan2.1 checkpoints with it on).
 
 With ``text_attention="joint"`` a block is MMDiT's instead: text tokens join their sample's
 sequence and carry their own weights (modulation, projections, feed-forward).
+
+The code below is plain torch modules. Where ``ops.fused()`` (the switch in ``ops.py``), a step
+hands the same parameters to a fused op of ``ops.py`` instead, which computes the same function
+keeping less memory for the backward pass; the plain lines after it are what it computes.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kinetoscope.dit import ops
 from kinetoscope.dit.attention import packed_attention
 from kinetoscope.dit.config import DiTConfig
-from kinetoscope.dit.ops import Linear, gated_residual, norm_linear, norm_mlp, normalize_heads
+from kinetoscope.dit.ops import Linear
 from kinetoscope.dit.patches import PackedBatch
-from kinetoscope.dit.rope import rope_frequencies
+from kinetoscope.dit.rope import apply_rope, rope_frequencies
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.modeling import PretrainedModel
 
@@ -48,6 +54,28 @@ class Packing:
     index: Tensor | None  # modulation row of each video token (None: one row for all)
     text_index: Tensor | None  # modulation row of each text token (joint attention)
     joint_order: Tensor | None  # cat(text, video)[joint_order] puts each sample's text before its video
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor, index: Tensor | None) -> Tensor:
+    """adaLN: ``x * (1 + scale) + shift``, each token taking its row ``index`` of the ``(U, D)`` tables."""
+    return x * (1 + ops.rows(scale, index)) + ops.rows(shift, index)
+
+
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor, index: Tensor | None) -> Tensor:
+    """``x + y * gate``, each token taking its row of the gate table."""
+    if ops.fused():
+        return ops.gated_residual(x, y, gate, index)
+    return x + y * ops.rows(gate, index)
+
+
+def rms_norm_heads(x: Tensor, weight: Tensor, freqs: Tensor | None, eps: float) -> Tensor:
+    """RMS norm of ``x`` ``(N, heads, head_dim)`` across all heads, then RoPE if ``freqs``.
+
+    In fp32 at least, returned in ``x``'s dtype: under autocast the norm runs in fp32 and
+    attention gets bf16, as in the fused op.
+    """
+    normed = F.rms_norm(x.float().flatten(1), (weight.shape[-1],), weight.float(), eps).view(x.shape)
+    return (normed if freqs is None else apply_rope(normed, freqs)).to(x.dtype)
 
 
 class TimeEmbedding(nn.Module):
@@ -80,6 +108,7 @@ class Stream(nn.Module):
         width = config.width
         self.heads, self.eps = config.heads, config.eps
         self.modulation = nn.Parameter(torch.zeros(6 if output else 2, width))
+        self.norm = nn.LayerNorm(width, eps=config.eps, elementwise_affine=False)  # no weights: modulation scales
         self.qkv = Linear(width, 3 * width)
         self.qk_norm = nn.Parameter(torch.ones(2, width))
         if output:
@@ -91,8 +120,13 @@ class Stream(nn.Module):
     ) -> tuple[Tensor, ...]:
         """Queries, keys, values ``(N, heads, head_dim)`` of the modulated norm of ``x``."""
         shift, scale = (time_mod[:, :2] + self.modulation[:2]).unbind(1)
-        qkv = norm_linear(x, 1 + scale, shift, index, self.qkv.weight, self.qkv.bias, self.eps)
-        return normalize_heads(qkv.unflatten(1, (3, self.heads, -1)), self.qk_norm, freqs, self.eps)
+        if ops.fused():
+            qkv = ops.norm_linear(x, 1 + scale, shift, index, self.qkv.weight, self.qkv.bias, self.eps)
+            return ops.normalize_heads(qkv.unflatten(1, (3, self.heads, -1)), self.qk_norm, freqs, self.eps)
+        qkv = self.qkv(modulate(self.norm(x), shift, scale, index))
+        q, k, v = qkv.unflatten(1, (3, self.heads, -1)).unbind(1)
+        q = rms_norm_heads(q, self.qk_norm[0], freqs, self.eps)
+        return q, rms_norm_heads(k, self.qk_norm[1], freqs, self.eps), v
 
     def attention_residual(self, x: Tensor, attended: Tensor, time_mod: Tensor, index: Tensor | None) -> Tensor:
         gate = time_mod[:, 2] + self.modulation[2]
@@ -100,8 +134,11 @@ class Stream(nn.Module):
 
     def feed_forward_residual(self, x: Tensor, time_mod: Tensor, index: Tensor | None) -> Tensor:
         shift, scale, gate = (time_mod[:, 3:] + self.modulation[3:]).unbind(1)
-        fc1, _, fc2 = self.ffn
-        y = norm_mlp(x, 1 + scale, shift, index, fc1.weight, fc1.bias, fc2.weight, fc2.bias, self.eps)
+        if ops.fused():
+            fc1, _, fc2 = self.ffn
+            y = ops.norm_mlp(x, 1 + scale, shift, index, fc1.weight, fc1.bias, fc2.weight, fc2.bias, self.eps)
+        else:
+            y = self.ffn(modulate(self.norm(x), shift, scale, index))
         return gated_residual(x, y, gate, index)
 
 
@@ -120,9 +157,15 @@ class CrossAttention(nn.Module):
         self.out = Linear(width, width)
 
     def forward(self, x: Tensor, text: Tensor, packing: Packing) -> Tensor:
-        q = norm_linear(x, self.norm.weight[None], self.norm.bias[None], None, self.q.weight, self.q.bias, self.eps)
-        (q,) = normalize_heads(q.unflatten(1, (1, self.heads, -1)), self.q_norm, None, self.eps)
-        k, v = normalize_heads(self.kv(text).unflatten(1, (2, self.heads, -1)), self.k_norm, None, self.eps)
+        if ops.fused():
+            weight, bias = self.norm.weight[None], self.norm.bias[None]
+            q = ops.norm_linear(x, weight, bias, None, self.q.weight, self.q.bias, self.eps)
+            (q,) = ops.normalize_heads(q.unflatten(1, (1, self.heads, -1)), self.q_norm, None, self.eps)
+            k, v = ops.normalize_heads(self.kv(text).unflatten(1, (2, self.heads, -1)), self.k_norm, None, self.eps)
+        else:
+            q = rms_norm_heads(self.q(self.norm(x)).unflatten(1, (self.heads, -1)), self.q_norm[0], None, self.eps)
+            k, v = self.kv(text).unflatten(1, (2, self.heads, -1)).unbind(1)
+            k = rms_norm_heads(k, self.k_norm[0], None, self.eps)
         return self.out(packed_attention(q, k, v, packing.seq_lens, packing.text_lens).flatten(1))
 
 
@@ -173,11 +216,14 @@ class Head(nn.Module):
         super().__init__()
         self.eps = config.eps
         self.modulation = nn.Parameter(torch.zeros(2, config.width))
+        self.norm = nn.LayerNorm(config.width, eps=config.eps, elementwise_affine=False)
         self.proj = Linear(config.width, config.patch_dim)
 
     def forward(self, x: Tensor, temb: Tensor, index: Tensor | None) -> Tensor:
         shift, scale = (temb[:, None] + self.modulation).unbind(1)
-        return norm_linear(x, 1 + scale, shift, index, self.proj.weight, self.proj.bias, self.eps)
+        if ops.fused():
+            return ops.norm_linear(x, 1 + scale, shift, index, self.proj.weight, self.proj.bias, self.eps)
+        return self.proj(modulate(self.norm(x), shift, scale, index))
 
 
 class DiT(PretrainedModel):

@@ -1,5 +1,11 @@
 """The transformer's fused steps, with hand-written backward passes that keep little memory.
 
+The model's own code is plain torch modules (``model.py``); these ops are an optional accelerator
+that those modules hand their work to when :func:`kernels` is ``"fused"``. One switch picks them,
+at run time and for every DiT in the process: :func:`set_kernels` or the :func:`use_kernels`
+context, else the environment variable ``KINETOSCOPE_DIT_KERNELS`` (``fused``, the default, or
+``plain``). Both compute the same function with the same parameters; it is not saved with a model.
+
 Autograd keeps every intermediate a step needs for its gradient: after a layer norm, its
 modulation and a linear layer it holds the normalised, the modulated and the projected
 tensors. For the cheap elementwise steps (layer norm + adaLN modulation, GELU, RMS norm +
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +45,50 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from kinetoscope.dit.rope import apply_rope
+from kinetoscope.errors import ConfigError
 
 _onednn_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+KERNELS = ("fused", "plain")
+ENVIRONMENT = "KINETOSCOPE_DIT_KERNELS"
+_kernels: str | None = None  # None: the environment's choice, read on first use
+
+
+def kernels() -> str:
+    """The DiT's kernels now: ``"fused"`` (the ops below) or ``"plain"`` (torch's modules and autograd)."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _checked(os.environ.get(ENVIRONMENT) or "fused", ENVIRONMENT)
+    return _kernels
+
+
+def fused() -> bool:
+    """Whether the model hands its steps to the fused ops."""
+    return kernels() == "fused"
+
+
+def set_kernels(name: str | None) -> None:
+    """Use ``name`` (``"fused"`` or ``"plain"``) in every DiT from now on; None: the environment's choice again."""
+    global _kernels
+    _kernels = None if name is None else _checked(name, "set_kernels")
+
+
+@contextlib.contextmanager
+def use_kernels(name: str) -> Iterator[None]:
+    """:func:`set_kernels` for the duration of a ``with`` block."""
+    global _kernels
+    before = _kernels
+    set_kernels(name)
+    try:
+        yield
+    finally:
+        _kernels = before
+
+
+def _checked(name: str, source: str) -> str:
+    if name not in KERNELS:
+        raise ConfigError(f"{source} asks for DiT kernels {name!r}; choose one of {', '.join(KERNELS)}.")
+    return name
 
 
 def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -136,10 +186,10 @@ class _Linear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` whose product runs through :func:`dense`; takes ``(N, in_features)`` inputs."""
+    """``nn.Linear``; with the fused kernels on, 2-D inputs ``(N, in_features)`` go through :func:`dense`."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 2:
+        if x.ndim != 2 or not fused():
             return super().forward(x)
         return _Linear.apply(x, self.weight, self.bias)
 
