@@ -149,3 +149,22 @@ def test_the_environment_variable_selects_the_path(monkeypatch):
     with pytest.raises(ConfigError, match="choose one of fused, plain"):
         ops.set_kernels("triton")
 
+
+def test_the_kernel_benchmark_runs_and_prints_a_table():
+    """``--quick`` sampling only (a few seconds; its training step takes 10-20 s more)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dit_kernels.py"
+    args = [sys.executable, str(script), "--quick", "--steps", "sample", "--threads", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.startswith("CPU: ") and "AMX-BF16" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| bundled |")]
+    assert [[cell.strip() for cell in row[:4]] for row in rows] == [
+        ["bundled", "fp32", "sample", kernels] for kernels in ("plain", "compile", "fused")
+    ]
+    plain, compiled, fused = rows
+    assert plain[5].strip() == "1.00x" and float(fused[5].strip().rstrip("x")) > 0
+    assert float(fused[6]) < 1e-5  # the two kernels' outputs agree
+    assert "not run" in compiled[7]
