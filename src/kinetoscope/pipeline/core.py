@@ -25,7 +25,7 @@ from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
 from kinetoscope.pipeline import plan as plans
 from kinetoscope.pipeline.limits import Limits, nearest_multiple
 from kinetoscope.pipeline.media import Media, load_video
-from kinetoscope.pipeline.request import DEFAULT_STEPS, Job, Request, plan_request
+from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, Job, Request, plan_request
 from kinetoscope.vae import CausalVAE
 from kinetoscope.vae.model import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
@@ -144,7 +144,7 @@ class Pipeline:
         seconds: float | None = None,
         fps: float | None = None,
         steps: int = DEFAULT_STEPS,
-        guidance: float = 5.0,
+        guidance: float = DEFAULT_GUIDANCE,
         guidance_rescale: float = 0.0,
         seed: int | None = None,
         expand: bool = True,

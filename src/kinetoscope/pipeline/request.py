@@ -26,8 +26,9 @@ from kinetoscope.pipeline.media import Media, fit_frames, load_image, load_video
 DIRECTIONS = ("forward", "backward")
 #: Frames of a given video that condition an extension or a transition (its last or first ones).
 CONTEXT_FRAMES = 17
-#: Sampling steps when a call does not say.
+#: Sampling steps and classifier-free guidance when a call does not say.
 DEFAULT_STEPS = 30
+DEFAULT_GUIDANCE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Request:
     seconds: float | None = None
     fps: float | None = None
     steps: int = DEFAULT_STEPS
-    guidance: float = 5.0
+    guidance: float = DEFAULT_GUIDANCE
     guidance_rescale: float = 0.0
     seed: int | None = None
     expand: bool = True
