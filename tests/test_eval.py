@@ -338,6 +338,19 @@ def test_cli_eval_world_runs_a_suite_through_a_model_pipeline(cli, tiny_model_di
     assert clip["metrics"]["conditioning"]["value"] > 30  # the 3 given frames come back (watermarked)
     assert clip["metrics"]["velocity"]["name"] == "velocity"
     assert (out / "pictures" / "uniform_0_frames.png").is_file() and "uniform" in stdout
+    assert "| uniform | velocity |" in (out / "report.md").read_text() and "0.022 (DiT-S" in (out / "report.md").read_text()
+
+
+def test_report_shows_the_papers_figure_beside_each_physics_suite(tmp_path):
+    from kinetoscope.eval.paper import paper_figure
+    from kinetoscope.eval.report import write_report
+
+    results = [run_suite(s, world_oracle(), n=1, seed=1, width=32, height=32, frames=9, keep=0) for s in ("uniform-ood", "flicker")]
+    report = write_report(tmp_path, results, title="t", command="c").read_text()
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in report.splitlines() if line.startswith("| ")}
+    assert rows[("uniform-ood", "velocity")].endswith(f"| {paper_figure('uniform-ood')} |")
+    assert rows[("uniform-ood", "conditioning")].endswith("| – |") and rows[("flicker", "flicker")].endswith("| – |")
+    assert "Kang et al." in report and "32 frames at 10 fps" in report  # whose figures, and at what setting
 
 
 def test_objects_suite_scores_colour_shape_and_motion_of_short_prompts():

@@ -1,8 +1,10 @@
 """Write evaluation results: ``results.json``, a Markdown ``report.md`` and its PNG pictures.
 
-Pictures are drawn with PIL (no plotting library): for each suite's first clips, the true
-versus detected trajectories over the clip's first frame, and a strip of frames with the
-ground truth's render under the scored video.
+The summary table shows the physical-law paper's figure (:mod:`kinetoscope.eval.paper`) beside
+each physics suite. The pictures are images composited with PIL, not charts (charts are drawn by
+:mod:`kinetoscope.plots`): for each suite's first clips, the true versus detected trajectories
+over the clip's first frame, and a strip of frames with the ground truth's render under the
+scored video.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from kinetoscope.eval.detect import Detection, match_objects
 from kinetoscope.eval.metrics import THRESHOLDS, MetricResult, json_ready
+from kinetoscope.eval.paper import paper_figure, paper_figures
 from kinetoscope.eval.suites import SuiteResult
 from kinetoscope.files import atomic_write_text
 from kinetoscope.world import render_state
@@ -36,14 +39,22 @@ def write_report(out: str | Path, results: list[SuiteResult], *, title: str, com
     pictures.mkdir(parents=True, exist_ok=True)
     data = {"title": title, "command": command, "thresholds": THRESHOLDS, "suites": {r.suite.name: r.to_dict() for r in results}}
     atomic_write_text(out / "results.json", json.dumps(json_ready(data), indent=1, sort_keys=True) + "\n")
-    lines = [f"# {title}", "", f"`{command}`", "", "| suite | metric | mean | median | pass rate | clips |", "|---|---|---|---|---|---|"]
+    paper = paper_figures()
+    lines = [f"# {title}", "", f"`{command}`", ""]
+    lines += [f"| suite | metric | mean | median | pass rate | clips | paper ({paper['cite']}) |", "|---|---|---|---|---|---|---|"]
     for result in results:
         for metric, row in result.summary().items():
             lines.append(
                 f"| {result.suite.name} | {metric} | {_number(row['mean'])} {row['unit'] or ''} | {_number(row['median'])} "
-                f"| {_percent(row['pass_rate'])} | {row['clips']} of {row['of']} |"
+                f"| {_percent(row['pass_rate'])} | {row['clips']} of {row['of']} | {_paper(result.suite.name, metric)} |"
             )
     lines += ["", "A metric passes a clip by the thresholds in `results.json` (a few times its floor on ground truth)."]
+    if any(_paper(r.suite.name, "velocity") != "–" for r in results):
+        lines += [
+            "",
+            f"The paper column is the velocity error (world units per second) that {paper['source']} reports for the "
+            f"same scenario, measured at {paper['setting']}: compare at that setting.",
+        ]
     for result in results:
         lines += _suite_section(result, pictures)
     path = out / "report.md"
@@ -72,6 +83,12 @@ def _suite_section(result: SuiteResult, pictures: Path) -> list[str]:
         if failed:
             lines += ["", "Failed: " + "; ".join(failed) + "."]
     return lines
+
+
+def _paper(suite: str, metric: str) -> str:
+    """The paper's figure beside a physics suite's velocity row; – elsewhere."""
+    figure = paper_figure(suite) if metric == "velocity" else None
+    return figure or "–"
 
 
 def _failure(name: str, result: MetricResult) -> str:

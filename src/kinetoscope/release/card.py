@@ -1,25 +1,20 @@
 """The model card, ``MODEL.md``: how the model was trained, its legs, its scores beside the
-physical-law paper's (``paper_figures.json``), samples and the retrain commands."""
+physical-law paper's (:func:`kinetoscope.eval.paper.paper_figures`), samples and the retrain commands."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kinetoscope.eval.metrics import PSNR_CAP
+from kinetoscope.eval.paper import paper_figure, paper_figures
 from kinetoscope.release.legs import legs_table
 from kinetoscope.release.measure import SUITES
 from kinetoscope.release.options import BundleOptions, bundle_command
 from kinetoscope.release.pictures import is_finite
 from kinetoscope.release.runs import wall_seconds
-
-
-#: Velocity error in world units per second reported by the physical-law paper, per suite (a data
-#: file, so the figures are kept apart from the code that prints them).
-PAPER_FIGURES = json.loads((Path(__file__).with_name("paper_figures.json")).read_text())["velocity_error"]
 
 
 MODEL_CARD = "MODEL.md"
@@ -155,7 +150,8 @@ def _evaluation_section(options: BundleOptions, measured: dict[str, Any]) -> lis
         "from `kinetoscope.eval` (the same as `kinetoscope eval world`); per-clip scores and pictures in "
         "[eval/report.md](eval/report.md). The floor is each metric on the world's own clips read back from mp4.",
         "",
-        "| suite | metric | this model (mean) | pass rate | clips | conditioning fidelity | floor | paper (Kang et al. 2024) |",
+        "| suite | metric | this model (mean) | pass rate | clips | conditioning fidelity | floor "
+        f"| paper ({paper_figures()['cite']}) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     floors = measured["floors"]
@@ -167,7 +163,7 @@ def _evaluation_section(options: BundleOptions, measured: dict[str, Any]) -> lis
         lines.append(
             f"| {name} | {metric} | {_mean(row)} | {_rate(row['pass_rate'])} | {row['clips']} of {row['of']} "
             f"| {'–' if conditioning is None else _mean(conditioning)} | {'–' if floor is None else f'{floor:.4g}'} "
-            f"| {PAPER_FIGURES.get(name, '–')} |"
+            f"| {paper_figure(name) or '–'} |"
         )
     vae = measured["vae"]
     lines += [
