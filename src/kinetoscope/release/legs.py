@@ -12,18 +12,22 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageDraw
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LEGS = "legs.json"
-#: (label, key, colour) of the curves on the legs plot; shares are 0-1, the velocity error in units/s.
+#: (label, key, colour) of the curves on the legs plot; shares are 0-1 (left axis), the velocity
+#: error in world units per second (right axis).
 CURVES = (
-    ("colour", "colour", (200, 30, 30)),
-    ("shape", "shape", (30, 120, 200)),
-    ("direction", "motion", (40, 160, 60)),
-    ("uniform velocity error", "uniform_velocity", (120, 60, 160)),
+    ("colour", "colour", "#c81e1e"),
+    ("shape", "shape", "#1e78c8"),
+    ("direction", "motion", "#28a03c"),
+    ("uniform velocity error", "uniform_velocity", "#783ca0"),
 )
+#: The legs plot's size in pixels.
+LEGS_SIZE = (560, 320)
 
 
 def read_legs(model_dir: Path) -> list[dict[str, Any]]:
@@ -114,33 +118,42 @@ def _share(value: float | None) -> str:
 
 
 def draw_legs(legs: list[dict[str, Any]], path: Path) -> str:
-    """Adherence shares (left axis, 0-100%) and the uniform velocity error (right axis) against cumulative CPU-hours."""
-    width, height, margin = 560, 320, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((margin, 8), "per leg: adherence (0-100%) and uniform velocity error against CPU-hours", fill="black")
-    box = (margin, 28, width - margin, height - 60)
-    draw.rectangle(box, outline=(120, 120, 120))
-    hours = [leg["cumulative_cpu_hours"] for leg in legs]
-    x1 = max(max(hours, default=1.0), 1e-6) * 1.05
-    errors = [leg["figures"].get("uniform_velocity") for leg in legs]
-    top_error = max([e for e in errors if e is not None] or [1.0]) * 1.1
+    """Adherence shares (left axis, 0-100%) and the uniform velocity error (right axis) against
+    cumulative CPU-hours, as a PNG; returns its file name."""
+    from kinetoscope.plots import save
 
-    def point(h: float, value: float, scale: float) -> tuple[float, float]:
-        return box[0] + h / x1 * (box[2] - box[0]), box[3] - min(value / scale, 1.0) * (box[3] - box[1])
+    return save(legs_figure(legs), path)
 
-    for i, (label, key, colour) in enumerate(CURVES):
-        scale = top_error if key == "uniform_velocity" else 1.0
-        xy = [point(h, leg["figures"][key], scale) for h, leg in zip(hours, legs) if leg["figures"].get(key) is not None]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for x, y in xy:
-            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
-        draw.text((margin + 130 * i, height - 22), label, fill=colour)
-    draw.text((4, box[1]), "100%", fill="black")
-    draw.text((4, box[3] - 10), "0%", fill="black")
-    draw.text((box[2] + 4, box[1]), f"{top_error:.2g}", fill=CURVES[-1][2])
-    draw.text((box[0], box[3] + 5), "0 CPU-h", fill="black")
-    draw.text((box[2] - 60, box[3] + 5), f"{x1:.2f} CPU-h", fill="black")
-    image.save(path)
-    return path.name
+
+def legs_figure(legs: list[dict[str, Any]]) -> Figure:
+    """The chart :func:`draw_legs` saves: a point per leg on each curve that has a figure for it."""
+    from matplotlib.ticker import PercentFormatter
+
+    from kinetoscope.plots import figure, legend, scale_for
+
+    fig = figure(*LEGS_SIZE)
+    shares = fig.add_subplot()
+    errors = shares.twinx()
+    shares.set_title("per leg: prompt adherence and uniform velocity error", fontsize="medium")
+    shares.set_xlabel("CPU-hours, all legs so far")
+    shares.set_ylabel("share of objects shown")
+    shares.yaxis.set_major_formatter(PercentFormatter(1.0))
+    shares.set_ylim(-0.03, 1.03)
+    shares.grid(True, alpha=0.3)
+    errors.set_ylabel("velocity error (units/s)", color=CURVES[-1][2])
+    errors.tick_params(axis="y", colors=CURVES[-1][2])
+    for label, key, colour in CURVES:
+        points = [(leg["cumulative_cpu_hours"], leg["figures"][key]) for leg in legs if leg["figures"].get(key) is not None]
+        if not points:
+            continue
+        ax = errors if key == "uniform_velocity" else shares
+        hours, values = zip(*points)
+        if ax is errors and scale_for(errors, values):
+            label += " (log scale)"
+        ax.plot(hours, values, color=colour, marker="o", markersize=4, linewidth=1.5, label=label)
+    last = max((leg["cumulative_cpu_hours"] for leg in legs), default=0.0)
+    shares.set_xlim(0.0, last * 1.05 if last > 0 else 1.0)
+    if errors.get_yscale() == "linear":
+        errors.set_ylim(bottom=0.0)
+    legend(shares, errors, below=True)
+    return fig

@@ -1,50 +1,49 @@
-"""The model card's pictures: loss curves and the sample sheet."""
+"""The model card's pictures: loss curves (charts, drawn by :mod:`kinetoscope.plots`) and the sample sheet."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: The loss curve's size in pixels.
+LOSS_SIZE = (480, 300)
+LOSS_COLOUR = "#c81e1e"
 
 
 def draw_loss_curve(run: dict[str, Any], path: Path) -> str:
     """The run's logged loss against step, as a PNG (log scale when it spans more than 20x); returns its file name."""
+    from kinetoscope.plots import save
+
+    return save(loss_figure(run), path)
+
+
+def loss_figure(run: dict[str, Any]) -> Figure:
+    """The chart :func:`draw_loss_curve` saves: loss against step, a point per logged row."""
+    from kinetoscope.plots import figure, legend, scale_for
+
     points = [(int(r["step"]), float(r["loss"])) for r in run["rows"] if is_finite(r.get("loss"))]
-    width, height, margin = 480, 300, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((margin, 10), f"{run['label']}: training loss", fill="black")
-    box = (margin, 30, width - 15, height - 35)
-    draw.rectangle(box, outline=(120, 120, 120))
+    fig = figure(*LOSS_SIZE)
+    ax = fig.add_subplot()
+    ax.set_title(f"{run['label']}: training loss", fontsize="medium")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, which="major", alpha=0.3)
     if points:
-        steps = [s for s, _ in points]
-        values = [v for _, v in points]
-        positive = min(values) > 0
-        log = positive and max(values) / min(values) > 20
-        ys = [math.log10(v) for v in values] if log else values
-        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
-        y0, y1 = min(ys), max(max(ys), min(ys) + 1e-9)
-        xy = [
-            (box[0] + (s - x0) / (x1 - x0) * (box[2] - box[0]), box[3] - (y - y0) / (y1 - y0) * (box[3] - box[1]))
-            for s, y in zip(steps, ys)
-        ]
-        if len(xy) > 1:
-            draw.line(xy, fill=(200, 30, 30), width=2)
-        for x, y in xy:
-            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=(200, 30, 30))
-        label = (lambda y: f"{10 ** y:.3g}") if log else (lambda y: f"{y:.3g}")
-        draw.text((4, box[1]), label(y1), fill="black")
-        draw.text((4, box[3] - 10), label(y0), fill="black")
-        draw.text((box[0], box[3] + 5), f"step {x0}", fill="black")
-        draw.text((box[2] - 70, box[3] + 5), f"step {max(steps)}", fill="black")
-        if log:
-            draw.text((width - 120, 10), "log scale", fill=(90, 90, 90))
-    image.save(path)
-    return path.name
+        steps, values = zip(*points)
+        log = scale_for(ax, values)
+        ax.plot(steps, values, color=LOSS_COLOUR, marker="o", markersize=3, linewidth=1.5,
+                label="loss (log scale)" if log else "loss")  # fmt: skip
+        legend(ax, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no loss logged", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    return fig
 
 
 def is_finite(value: Any) -> bool:
