@@ -38,6 +38,7 @@ def test_the_wheel_ships_its_models_and_configs_and_runs_from_an_empty_folder(tm
         "kinetoscope/models/world/model_index.json", "kinetoscope/models/world/dit/model.safetensors",
         "kinetoscope/models/world/vae/model.safetensors", "kinetoscope/models/captioner-world/model.safetensors",
         "kinetoscope/configs/dit-cpu.yaml", "kinetoscope/serve/static/index.html",
+        "kinetoscope/release/MODEL.md.template", "kinetoscope/eval/paper_figures.json",
     ):  # fmt: skip
         assert shipped in names, shipped
     assert any(n.endswith("dist-info/licenses/LICENSE") or n.endswith("dist-info/LICENSE") for n in names)

@@ -1,8 +1,14 @@
 """The model card, ``MODEL.md``: how the model was trained, its legs, its scores beside the
-physical-law paper's (:func:`kinetoscope.eval.paper.paper_figures`), samples and the retrain commands."""
+physical-law paper's (:func:`kinetoscope.eval.paper.paper_figures`), samples and the retrain commands.
+
+The prose and layout are the template ``MODEL.md.template`` (package data, ``string.Template``);
+this module computes the tables and values that fill it.
+"""
 
 from __future__ import annotations
 
+import string
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,8 @@ from kinetoscope.release.runs import wall_seconds
 
 
 MODEL_CARD = "MODEL.md"
+#: The card's prose and layout, ``$name`` placeholders for what :func:`model_card` computes.
+TEMPLATE = "MODEL.md.template"
 
 
 PICTURES = "pictures"
@@ -27,6 +35,10 @@ TRAINING = "training"
 
 
 # ---------------------------------------------------------------- the model card
+def template() -> string.Template:
+    return string.Template(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
+
+
 def model_card(
     options: BundleOptions,
     components: list[dict[str, Any]],
@@ -36,74 +48,60 @@ def model_card(
     configs: dict[str, Path],
     legs: list[dict[str, Any]],
 ) -> str:
+    """``MODEL.md``: the template filled in; every placeholder must have a value (a missing one raises KeyError)."""
+    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+    vae, timing = measured["vae"], measured["timing"]
+    values = {
+        "note": options.note.strip(),
+        "components": "\n".join(_components_table(components, options)),
+        "training": "\n".join(_training_section(runs, curves)),
+        "legs": "\n".join(legs_table(legs)),
+        "pictures": PICTURES,
+        "n": options.n,
+        "width": options.width,
+        "height": options.height,
+        "frames": options.frames,
+        "fps": f"{options.fps:g}",
+        "seed": options.seed,
+        "evaluation": "\n".join(_evaluation_table(measured)),
+        "psnr_cap": f"{PSNR_CAP:g}",
+        "vae_psnr": f"{vae['psnr']:.2f}",
+        "vae_ssim": f"{vae['ssim']:.4f}",
+        "vae_clips": vae["clips"],
+        "vae_shape": vae["shape"],
+        "vae_object_error": "–" if vae["object_error"] is None else f"{vae['object_error']:.1f} levels of 255",
+        "steps": DEFAULT_STEPS,
+        "guidance": f"{DEFAULT_GUIDANCE:g}",
+        "prompts": "\n".join(f"{i + 1}. {prompt}" for i, (prompt, _) in enumerate(measured["samples"])),
+        "timing_command": timing["command"],
+        "timing_seconds": f"{timing['seconds']:.1f}",
+        "timing_length": f"{options.timing_seconds:g}",
+        "timing_width": options.timing_width,
+        "timing_height": options.timing_height,
+        "cpus": timing["cpus"],
+        "torch": torch.__version__,
+        "retrain": "\n".join(_retrain_commands(runs, configs, options)),
+    }
+    return template().substitute(values)
+
+
+def _components_table(components: list[dict[str, Any]], options: BundleOptions) -> list[str]:
     total = sum(c["bytes"] for c in components)
-    lines = [
-        "# models/world — the bundled reference model",
-        "",
-        f"**How this model was trained:** {options.note.strip()}",
-        "",
-        "## Components",
-        "",
-        "| component | parameters | stored as | size |",
-        "|---|---|---|---|",
-    ]
+    lines = ["| component | parameters | stored as | size |", "|---|---|---|---|"]
     lines += [
         f"| `{c['name']}/` | {c['parameters'] / 1e6:.2f}M | {', '.join(c['dtypes'])} | {c['bytes'] / 1e6:.1f} MB |" for c in components
     ]
-    lines += [
-        f"| all | {sum(c['parameters'] for c in components) / 1e6:.2f}M | | {total / 1e6:.1f} MB (limit {options.max_mb:g} MB) |",
-        "",
-        "Weights are stored in half precision and loaded in float32 on the CPU "
-        "(`Pipeline.from_pretrained(\"models/world\")`).",
-    ]
-    lines += _training_section(runs, curves)
-    lines += [
-        "",
-        "## Training legs",
-        "",
-        "The model is trained in legs of a few CPU-hours, each continuing from the weights the last one committed "
-        "(CPU-hours: training wall time times the threads it ran). Colour, shape and direction: share of the objects "
-        "of the `objects` suite's prompts (\"a {colour} {shape} moves {direction}\") that the videos show.",
-        "",
-        *legs_table(legs),
-        "",
-        f"![legs]({PICTURES}/legs.png)",
-    ]
-    lines += _evaluation_section(options, measured)
-    timing = measured["timing"]
-    lines += [
-        "",
-        "## Samples",
-        "",
-        f"First, middle and last frames of {options.width}x{options.height}, {options.frames}-frame clips "
-        f"(seed {options.seed}, 30 steps, guidance 5), one row per prompt:",
-        "",
-        f"![samples]({PICTURES}/samples.png)",
-        "",
-    ]
-    lines += [f"{i + 1}. {prompt}" for i, (prompt, _) in enumerate(measured["samples"])]
-    lines += [
-        "",
-        "## Generation time",
-        "",
-        "The main command, from the bundle, in a fresh process on the CPU (imports and loading included):",
-        "",
-        "```bash",
-        timing["command"],
-        "```",
-        "",
-        f"**{timing['seconds']:.1f} s** for {options.timing_seconds:g} s at {options.timing_width}x{options.timing_height} "
-        f"on {timing['cpus']} CPU cores (torch {torch.__version__}); output: `samples/main_command.mp4`.",
-    ]
-    lines += _retrain_section(runs, configs, options)
-    return "\n".join(lines) + "\n"
+    lines.append(
+        f"| all | {sum(c['parameters'] for c in components) / 1e6:.2f}M | | {total / 1e6:.1f} MB (limit {options.max_mb:g} MB) |"
+    )
+    return lines
 
 
 def _training_section(runs: list[dict[str, Any]], curves: dict[str, str]) -> list[str]:
-    lines = ["", "## Data and training", ""]
     if not runs:
-        return lines + ["No run directories were given, so data, steps and compute are not recorded here."]
-    lines += [
+        return ["No run directories were given, so data, steps and compute are not recorded here."]
+    lines = [
         "| run | data | steps | stopped by | device | wall time | last loss |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -140,16 +138,8 @@ def _data_text(data: dict[str, Any]) -> str:
     return f"world: {', '.join(world['scenarios'])}; sizes {sizes}; frames {frames} at {world['fps']:g} fps"
 
 
-def _evaluation_section(options: BundleOptions, measured: dict[str, Any]) -> list[str]:
+def _evaluation_table(measured: dict[str, Any]) -> list[str]:
     lines = [
-        "",
-        "## Evaluation",
-        "",
-        f"{options.n} clips per suite, {options.width}x{options.height}, {options.frames} frames at {options.fps:g} fps, "
-        f"seed {options.seed}; the physics, permanence and flicker suites give the model the first 3 frames. Metrics "
-        "from `kinetoscope.eval` (the same as `kinetoscope eval world`); per-clip scores and pictures in "
-        "[eval/report.md](eval/report.md). The floor is each metric on the world's own clips read back from mp4.",
-        "",
         "| suite | metric | this model (mean) | pass rate | clips | conditioning fidelity | floor "
         f"| paper ({paper_figures()['cite']}) |",
         "|---|---|---|---|---|---|---|---|",
@@ -165,18 +155,6 @@ def _evaluation_section(options: BundleOptions, measured: dict[str, Any]) -> lis
             f"| {'–' if conditioning is None else _mean(conditioning)} | {'–' if floor is None else f'{floor:.4g}'} "
             f"| {paper_figure(name) or '–'} |"
         )
-    vae = measured["vae"]
-    lines += [
-        "",
-        "A velocity of – means no clip had a ball the detector could follow (the pass rate counts those as failures). "
-        "Conditioning fidelity is the PSNR of the output's given frames against the frames given (worst frame per "
-        f"clip, capped at {PSNR_CAP:g} dB); adherence gives no frames.",
-        "",
-        f"**VAE PSNR:** {vae['psnr']:.2f} dB (SSIM {vae['ssim']:.4f}) over {vae['clips']} held-out world clips "
-        f"of {vae['shape']} (frames x width x height), every in-distribution scenario. Object colour error "
-        f"(pixels unlike the clip's median colour): "
-        f"{'–' if vae['object_error'] is None else format(vae['object_error'], '.1f') + ' levels of 255'}.",
-    ]
     return lines
 
 
@@ -188,17 +166,8 @@ def _rate(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
-def _retrain_section(runs: list[dict[str, Any]], configs: dict[str, Path], options: BundleOptions) -> list[str]:
-    lines = [
-        "",
-        "## Retrain from nothing",
-        "",
-        "The recipe, in legs of a time budget on two CPU cores (each stage resumes if run again, and a later "
-        "leg continues from the committed model): `scripts/train_world_model.sh`. The exact runs behind this "
-        "bundle, from their resolved configs (shipped in `training/`):",
-        "",
-        "```bash",
-    ]
+def _retrain_commands(runs: list[dict[str, Any]], configs: dict[str, Path], options: BundleOptions) -> list[str]:
+    lines = []
     for run in runs:
         summary = run["summary"]
         extra = ""
@@ -206,5 +175,4 @@ def _retrain_section(runs: list[dict[str, Any]], configs: dict[str, Path], optio
             # Same steps without the clock: the budget made the count depend on the machine.
             extra = f" --set steps={summary['steps_done']} --set time_limit_minutes=null"
         lines.append(f"kinetoscope train {run['name']} --config {options.out}/{TRAINING}/{configs[run['label']].name}{extra}")
-    lines += [bundle_command(options), "```"]
-    return lines
+    return [*lines, bundle_command(options)]
