@@ -309,6 +309,25 @@ def test_cli_errors_exit_2_with_one_sentence(tiny_model_dir, tmp_path, cli, monk
     assert code == 2 and "The bundled model 'world' is not installed" in err and "pass a model directory" in err
 
 
+def test_the_command_lines_defaults_are_the_request_layers():
+    """The command line must not import the pipeline (torch) to show --help, so its option defaults
+    are copies of the request layer's: they must say the same."""
+    import typer.main
+
+    from kinetoscope.cli import app
+    from kinetoscope.pipeline.limits import DEFAULT_SECONDS
+    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, EDIT_STRENGTH, UPSCALE_STRENGTH
+
+    commands = typer.main.get_command(app).commands
+    for name in ("generate", "image", "animate", "extend", "loop", "edit", "connect"):
+        params = {p.name: p for p in commands[name].params}
+        assert (params["steps"].default, params["guidance"].default) == (DEFAULT_STEPS, DEFAULT_GUIDANCE), name
+    for name in ("extend", "connect"):
+        assert {p.name: p.default for p in commands[name].params}["seconds"] == DEFAULT_SECONDS, name
+    strength = {name: next(p.help for p in commands[name].params if p.name == "strength") for name in ("edit", "generate")}
+    assert f"({EDIT_STRENGTH:g})" in strength["edit"] and f"Default: {UPSCALE_STRENGTH:g}." in strength["generate"]
+
+
 def test_save_pretrained_mirrors_from_pretrained_and_the_directory_moves(tiny_model_dir, tmp_path):
     import shutil
 

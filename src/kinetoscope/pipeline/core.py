@@ -25,13 +25,18 @@ from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
 from kinetoscope.pipeline import plan as plans
 from kinetoscope.pipeline.limits import Limits, nearest_multiple
 from kinetoscope.pipeline.media import Media, load_video
-from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, Job, Request, plan_request
+from kinetoscope.pipeline.request import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
+    EDIT_STRENGTH,
+    UPSCALE_STRENGTH,
+    Job,
+    Request,
+    plan_request,
+)
 from kinetoscope.vae import CausalVAE
 from kinetoscope.vae.model import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
-#: Default SDEdit strengths: an edit keeps layout and motion; an upscale keeps nearly everything.
-EDIT_STRENGTH = 0.7
-UPSCALE_STRENGTH = 0.6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 Progress = Callable[[int, int], None]
@@ -211,7 +216,7 @@ class Pipeline:
         """Text to video at half the width and height with half the steps (at least 4): pick one, then :meth:`upscale`."""
         width, height = options.pop("width", None), options.pop("height", None)
         width, height = self.preview_size(width or self.limits.default_width, height or self.limits.default_height)
-        steps = max(4, options.pop("steps", 30) // 2)
+        steps = max(4, options.pop("steps", DEFAULT_STEPS) // 2)
         return self(prompt, width=width, height=height, steps=steps, **options)
 
     def preview_size(self, width: int, height: int) -> tuple[int, int]:

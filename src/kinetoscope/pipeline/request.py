@@ -29,6 +29,9 @@ CONTEXT_FRAMES = 17
 #: Sampling steps and classifier-free guidance when a call does not say.
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0
+#: Default SDEdit strengths: an edit keeps layout and motion; an upscale keeps nearly everything.
+EDIT_STRENGTH = 0.7
+UPSCALE_STRENGTH = 0.6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,18 +178,14 @@ def _generate(i: _Inputs) -> plans.Plan:
 
 
 def _animate(i: _Inputs) -> plans.Plan:
-    frames, at = i.length(i.limits.default_frames, i.limits.max_frames), i.request.image_frame
-    if not (_whole(at) and -frames <= at < frames):
-        raise InvalidInputError(
-            f"image_frame {at!r} is outside the {frames} frames; use 0 to {frames - 1}, or -1 for the last.",
-            param="image_frame",
-        )
-    return plans.animate(i.fit(i.given, "image"), at % frames, frames, i.tc, i.notes)
+    frames = i.length(i.limits.default_frames, i.limits.max_frames)
+    at = check_image_frame(i.request.image_frame, frames)
+    return plans.animate(i.fit(i.given, "image"), at, frames, i.tc, i.notes)
 
 
 def _loop(i: _Inputs) -> plans.Plan:
-    if i.request.image is not None and i.request.image_frame != 0:
-        raise InvalidInputError("A loop starts with its image: leave image_frame at 0.", param="image_frame")
+    if i.request.image is not None:
+        check_image_frame(i.request.image_frame, i.limits.max_frames, loop=True)
     cycle = i.length(i.limits.default_frames - 1, i.limits.max_frames - 1)
     start = None if i.given is None else i.fit(i.given, "video")
     if start is not None and len(start) >= cycle:
@@ -208,7 +207,7 @@ def _edit(i: _Inputs) -> plans.Plan:
 
 def _extend(i: _Inputs) -> plans.Plan:
     """``seconds`` is the time added; ``num_frames`` the whole output's length (what the evaluation asks)."""
-    _check_long_enough(i.given, "video")
+    check_moving(len(i.given), "video")
     total, have, most = i.request.num_frames, len(i.given), i.limits.max_frames - CONTEXT_FRAMES
     if total is None:
         added = i.length(frames_for(DEFAULT_SECONDS, i.fps), most)
@@ -225,8 +224,8 @@ def _extend(i: _Inputs) -> plans.Plan:
 
 def _connect(i: _Inputs) -> plans.Plan:
     b, _ = load_video(i.request.video_b, "video_b")
-    _check_long_enough(i.given, "video")
-    _check_long_enough(b, "video_b")
+    check_moving(len(i.given), "video")
+    check_moving(len(b), "video_b")
     between = i.length(frames_for(DEFAULT_SECONDS, i.fps), i.limits.max_frames - 2 * CONTEXT_FRAMES)
     return plans.connect(i.fit(i.given, "video"), i.fit(b, "video_b"), between, i.tc, CONTEXT_FRAMES, i.notes)
 
@@ -281,10 +280,26 @@ def check_text(text: Any, name: str, *, allow_empty: bool = False, max_chars: in
     return text
 
 
-def _check_long_enough(frames: np.ndarray, name: str) -> None:
-    if len(frames) < 2:
+def check_image_frame(at: Any, frames: int, *, loop: bool = False) -> int:
+    """Where a given image goes in a clip of ``frames`` frames (0, -1 = the last, or any), as an
+    index from 0; a loop starts with its image. For the library and the service alike."""
+    if loop:
+        if at != 0:
+            raise InvalidInputError("A loop starts with its image: leave image_frame at 0.", param="image_frame")
+        return 0
+    if not (_whole(at) and -frames <= at < frames):
         raise InvalidInputError(
-            f"{name} has {len(frames)} frame; extending or connecting needs a video of at least 2 frames "
+            f"image_frame {at!r} is outside the {frames} frames; use 0 to {frames - 1}, or -1 for the last.",
+            param="image_frame",
+        )
+    return at % frames
+
+
+def check_moving(frames: int, name: str) -> None:
+    """Extending or connecting continues motion: ``name`` needs at least 2 frames (library and service alike)."""
+    if frames < 2:
+        raise InvalidInputError(
+            f"{name} has {frames} frame; extending or connecting needs a video of at least 2 frames "
             "(animate a single image instead).",
             param=name,
         )

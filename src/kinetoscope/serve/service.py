@@ -22,8 +22,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.files import make_private
-from kinetoscope.pipeline.core import EDIT_STRENGTH
-from kinetoscope.pipeline.request import DEFAULT_STEPS, check_text
+from kinetoscope.pipeline.request import DEFAULT_STEPS, EDIT_STRENGTH, check_image_frame, check_moving, check_text
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
@@ -76,7 +75,7 @@ class Settings:
     #: Signs every video with a C2PA manifest (``kinetoscope serve``: from KINETOSCOPE_C2PA_CERT/KEY).
     c2pa: SigningKey | None = None
     #: The most work one request may ask for, in frames x pixels x sampling steps; None: 64 times the
-    #: model's default request (its default size and duration at 30 steps).
+    #: model's default request (its default size and duration at the pipeline's default steps).
     max_work: int | None = None
     #: A job running longer than this many seconds fails with code ``job_time_limit`` (None: no limit).
     job_time_limit: float | None = 900.0
@@ -182,7 +181,7 @@ class VideoService:
             raise InvalidInputError("image_frame places input_reference; give an image, or leave it out.", param="image_frame")
         with self._staging(video_id) as folder:
             if request.input_reference is not None:
-                self._check_image_frame(request, caps.num_frames(seconds))
+                check_image_frame(request.image_frame, caps.num_frames(seconds), loop=request.loop)
                 params |= {
                     "image": self._stage_image(request.input_reference, folder),
                     "image_frame": request.image_frame,
@@ -285,17 +284,6 @@ class VideoService:
 
     def _strength(self, request: RemixRequest) -> float:
         return request.strength if request.strength is not None else self.settings.edit_strength
-
-    @staticmethod
-    def _check_image_frame(request: CreateRequest, num_frames: int) -> None:
-        if request.loop and request.image_frame != 0:
-            raise InvalidInputError("A loop starts with its image: leave image_frame at 0.", param="image_frame")
-        if not -num_frames <= request.image_frame < num_frames:
-            raise InvalidInputError(
-                f"image_frame {request.image_frame} is outside the {num_frames} frames of this video; "
-                f"use 0 to {num_frames - 1}, or -1 for the last frame.",
-                param="image_frame",
-            )
 
     def _common(self, request: _Generation) -> dict[str, Any]:
         """Pipeline arguments every mode shares; a seed is always drawn so that a re-run makes the same video."""
@@ -409,10 +397,6 @@ def _data_url_bytes(reference: ImageReference) -> bytes:
 
 
 def _moving(info: VideoInfo, param: str) -> VideoInfo:
-    """Extending or connecting needs motion to continue: at least two frames."""
-    if info.num_frames < 2:
-        raise InvalidInputError(
-            f"{param} has {info.num_frames} frame; extending or connecting needs at least 2 (animate an image instead).",
-            param=param,
-        )
+    """Extending or connecting needs motion to continue: at least two frames (the pipeline's rule)."""
+    check_moving(info.num_frames, param)
     return info
