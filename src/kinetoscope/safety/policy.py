@@ -50,7 +50,9 @@ class ContentPolicyError(KinetoscopeError):
     status_code = 400
 
     def __init__(self, decision: PolicyDecision, param: str = "prompt"):
-        super().__init__(decision.reason or f"the {param} was refused by the content policy.", param=param)
+        reason = decision.reason or "the prompt was refused by the content policy."
+        # The decision reads text alone; the error names the field the text came in.
+        super().__init__(reason.replace("the prompt", f"the {param}", 1), param=param)
         self.decision = decision
 
 

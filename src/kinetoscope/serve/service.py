@@ -22,7 +22,7 @@ from fastapi import UploadFile
 
 from kinetoscope.errors import InvalidInputError, MediaError
 from kinetoscope.files import make_private
-from kinetoscope.pipeline.request import DEFAULT_STEPS, EDIT_STRENGTH, check_image_frame, check_moving, check_text
+from kinetoscope.pipeline.request import DEFAULT_STEPS, EDIT_STRENGTH, check_image_frame, check_moving, check_prompt
 from kinetoscope.io import VideoInfo, is_video_path, probe, read_image, read_video, write_image
 from kinetoscope.safety import SigningKey, load_policy
 from kinetoscope.serve.capabilities import Capabilities, seconds_text
@@ -258,9 +258,7 @@ class VideoService:
     # ---------------------------------------------------------------- checks
     def _prompt(self, prompt: str, param: str = "prompt", allow_empty: bool = False) -> str:
         """Every text field: the request layer's rule (valid Unicode, the length limit, not blank), then the policy."""
-        check_text(prompt, param, allow_empty=allow_empty, max_chars=self.settings.max_prompt_chars)
-        self.policy.enforce(prompt, param)
-        return prompt
+        return check_prompt(prompt, param, allow_empty=allow_empty, max_chars=self.settings.max_prompt_chars, policy=self.policy)
 
     def _model(self, model: str | None) -> None:
         served = self.capabilities.model
