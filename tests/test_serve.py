@@ -25,6 +25,7 @@ openai = pytest.importorskip("openai")
 import httpx2
 from serve_support import LiveServer
 
+from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, EDIT_STRENGTH
 from kinetoscope.io import read_image, read_video
 from kinetoscope.serve import Settings, create_app
 from kinetoscope.serve.store import NewJob, QueueFull, Store
@@ -104,6 +105,7 @@ def size_of(video) -> tuple[int, int]:
 def test_create_and_poll_then_download_every_variant(client, finished, caps, small, tmp_path):
     width, height = size_of(finished)
     assert (finished.object, finished.progress, finished.model) == ("video", 100, caps["model"])
+    assert caps["defaults"] == {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "strength": EDIT_STRENGTH}
     assert finished.size == small["size"] and finished.seconds == small["seconds"]
     assert finished.completed_at >= finished.created_at and finished.error is None
 

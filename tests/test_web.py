@@ -12,6 +12,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from serve_support import LiveServer
 
+from kinetoscope.pipeline.request import EDIT_STRENGTH
 from kinetoscope.serve import Settings, create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -62,6 +63,8 @@ def test_the_page_turns_a_prompt_into_a_playable_video(pipeline, browser_page, t
         page.goto(live.url)
         page.wait_for_function("document.querySelectorAll('#sizes option').length > 0")
         assert page.input_value("#size") == f"{pipeline.limits.default_width}x{pipeline.limits.default_height}"
+        # An empty field means the request layer's default, and says so.
+        assert page.get_attribute("#strength", "placeholder") == str(EDIT_STRENGTH)
         side = 2 * pipeline.limits.size_multiple
         small = f"{side}x{side}"
         page.fill("#size", small)  # any size the model makes may be typed in; small is fast

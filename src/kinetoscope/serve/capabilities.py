@@ -16,6 +16,7 @@ from typing import Any
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.pipeline import Limits
 from kinetoscope.pipeline.limits import frames_for, parse_size
+from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, EDIT_STRENGTH
 
 # ASCII digits only: float() also reads other scripts' digits and "1_0".
 _SECONDS = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?\s*|\s*\.[0-9]+\s*")
@@ -137,6 +138,8 @@ class Capabilities:
             "max_seconds": self.max_seconds(),
             "default_seconds": self.default_seconds,
             "fps": self.fps,
+            # The request layer's defaults, so the page suggests what an empty field means.
+            "defaults": {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "strength": EDIT_STRENGTH},
         }
 
 

@@ -45,6 +45,7 @@ async function loadCapabilities() {
   $("seconds").title = `up to ${caps.max_seconds} s at ${caps.fps} fps`;
   suggest($("size"), $("sizes"), caps.sizes, caps.default_size);
   suggest($("seconds"), $("durations"), caps.seconds, caps.default_seconds);
+  for (const [name, value] of Object.entries(caps.defaults)) $(name).placeholder = String(value);
 }
 
 function appendExtras(form) {
