@@ -13,7 +13,6 @@ from kinetoscope.train import TrainConfig, load_train_config, train
 from kinetoscope.train.checkpoint import list_checkpoints, load_tensors
 from kinetoscope.train.config import ScheduleConfig
 from kinetoscope.train.logging import read_metrics
-from kinetoscope.train.loop import lr_factor
 
 
 def toy_config(run_dir: Path, **changes) -> dict:
@@ -82,11 +81,11 @@ def test_unknown_task_and_bad_task_option(tmp_path):
 
 def test_lr_schedule_warmup_cosine_constant():
     cos = ScheduleConfig(kind="cosine", warmup_steps=4, min_lr_ratio=0.1)
-    assert [lr_factor(s, cos, 104) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr_factor(54, cos, 104) == pytest.approx(0.55)  # half-way through the decay
-    assert lr_factor(104, cos, 104) == pytest.approx(0.1)
+    assert [cos.factor(s, 104) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cos.factor(54, 104) == pytest.approx(0.55)  # half-way through the decay
+    assert cos.factor(104, 104) == pytest.approx(0.1)
     const = ScheduleConfig(kind="constant", warmup_steps=2)
-    assert [lr_factor(s, const, 10) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert [const.factor(s, 10) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
 
 
 def test_keep_last_prunes_old_checkpoints_and_finished_run_only_exports(tmp_path):

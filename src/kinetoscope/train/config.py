@@ -7,6 +7,7 @@ the task's own config class, so adding a task never touches this file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ class ScheduleConfig(Config):
     kind: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
+
+    def factor(self, step: int, total_steps: int) -> float:
+        """Learning-rate multiplier for 0-based ``step``: linear warm-up, then constant or cosine decay."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclasses.dataclass

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,35 @@ def read_skipped(run_dir: str | Path) -> list[str]:
     """Paths (or sample names) listed as skipped in a run directory."""
     path = Path(run_dir) / SKIPPED_FILES
     return [line.split("\t", 1)[0] for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+class LogWindow:
+    """What happened between two log lines."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.steps = 0
+        self.samples = 0
+        self.tokens = 0
+        self.losses: dict[str, list[float]] = {}
+        self.metrics: dict[str, list[float]] = {}
+        self.last_norm: dict[str, float] = {}
+
+    def add(self, stats: dict[str, Any]) -> None:
+        self.steps += 1
+        self.samples += stats["samples"]
+        self.tokens += stats["tokens"]
+        if stats["finite"]:
+            for k, v in stats["losses"].items():
+                self.losses.setdefault(k, []).append(v)
+            for k, v in stats["metrics"].items():
+                self.metrics.setdefault(k, []).append(v)
+            self.last_norm = stats["norms"]
+
+    def mean_loss(self, name: str) -> float:
+        """Mean over the steps that computed it (nan if none did: all skipped, or not active yet)."""
+        values = self.losses.get(name)
+        return math.fsum(values) / len(values) if values else math.nan
+
+    def mean_metric(self, name: str) -> float:
+        return math.fsum(self.metrics[name]) / len(self.metrics[name])

@@ -38,7 +38,7 @@ from kinetoscope.errors import CheckpointError, ConfigError, KinetoscopeError
 from kinetoscope.files import atomic_write_json
 from kinetoscope.progress import ProgressBar
 from kinetoscope.train import checkpoint as ckpt
-from kinetoscope.train.config import ScheduleConfig, TrainConfig
+from kinetoscope.train.config import TrainConfig
 from kinetoscope.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -52,7 +52,7 @@ from kinetoscope.train.distributed import (
     wrap,
 )
 from kinetoscope.train.ema import EMA
-from kinetoscope.train.logging import MetricsLogger, SkippedFiles
+from kinetoscope.train.logging import LogWindow, MetricsLogger, SkippedFiles
 from kinetoscope.train.tasks import StepContext, Task, task_class
 
 CONFIG_FILE = "config.json"
@@ -66,16 +66,6 @@ class TrainingStopped(KinetoscopeError):
     """The run cannot go on (e.g. the loss stayed NaN); the last good checkpoint is intact."""
 
     code = "training_stopped"
-
-
-def lr_factor(step: int, schedule: ScheduleConfig, total_steps: int) -> float:
-    """Learning-rate multiplier for 0-based ``step``: linear warm-up, then constant or cosine decay."""
-    if step < schedule.warmup_steps:
-        return (step + 1) / schedule.warmup_steps
-    if schedule.kind == "constant":
-        return 1.0
-    progress = min(1.0, (step - schedule.warmup_steps) / max(1, total_steps - schedule.warmup_steps))
-    return schedule.min_lr_ratio + (1.0 - schedule.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
@@ -279,7 +269,7 @@ class Trainer:
         start = done = self._setup()
         logger = MetricsLogger(self.run_dir, start) if info.is_main else None
         batches = self._batches()
-        window = _Window()
+        window = LogWindow()
         shown: dict[str, float] = {}
         out_of_time = False
         try:
@@ -296,7 +286,7 @@ class Trainer:
                         row = self._metrics_row(step, window)
                         if logger is not None:
                             logger.log(done, row)
-                        window = _Window()
+                        window = LogWindow()
                         shown = {"loss": row["loss"], "lr": row["lr"], "samples/s": row["samples_per_s"]}
                     bar.advance(1, **shown)
                     if cfg.sample_every and self.task.can_sample and done % cfg.sample_every == 0:
@@ -387,7 +377,7 @@ class Trainer:
         cfg = self.config
         for name, opt in self.optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = self.base_lrs[name] * lr_factor(step, cfg.schedule, cfg.steps)
+                group["lr"] = self.base_lrs[name] * cfg.schedule.factor(step, cfg.steps)
         ctx = StepContext(step, self.device, self.generator)
         losses_sum: dict[str, float] = {}
         metrics_sum: dict[str, float] = {}
@@ -467,7 +457,7 @@ class Trainer:
             norms[name] = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
         return norms
 
-    def _metrics_row(self, step: int, window: _Window) -> dict[str, Any]:
+    def _metrics_row(self, step: int, window: LogWindow) -> dict[str, Any]:
         """Averages over the logging window and over ranks, plus throughput and counters."""
         names = list(self.optimizers)  # every optimizer, also one not active yet (a discriminator)
         metric_names = sorted(window.metrics)
@@ -524,35 +514,3 @@ class Trainer:
             self.task.export(models, out)
         barrier(self.info)
         return out
-
-
-class _Window:
-    """What happened between two log lines."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.steps = 0
-        self.samples = 0
-        self.tokens = 0
-        self.losses: dict[str, list[float]] = {}
-        self.metrics: dict[str, list[float]] = {}
-        self.last_norm: dict[str, float] = {}
-
-    def add(self, stats: dict[str, Any]) -> None:
-        self.steps += 1
-        self.samples += stats["samples"]
-        self.tokens += stats["tokens"]
-        if stats["finite"]:
-            for k, v in stats["losses"].items():
-                self.losses.setdefault(k, []).append(v)
-            for k, v in stats["metrics"].items():
-                self.metrics.setdefault(k, []).append(v)
-            self.last_norm = stats["norms"]
-
-    def mean_loss(self, name: str) -> float:
-        """Mean over the steps that computed it (nan if none did: all skipped, or not active yet)."""
-        values = self.losses.get(name)
-        return math.fsum(values) / len(values) if values else math.nan
-
-    def mean_metric(self, name: str) -> float:
-        return math.fsum(self.metrics[name]) / len(self.metrics[name])
