@@ -168,3 +168,36 @@ def test_the_kernel_benchmark_runs_and_prints_a_table():
     assert plain[5].strip() == "1.00x" and float(fused[5].strip().rstrip("x")) > 0
     assert float(fused[6]) < 1e-5  # the two kernels' outputs agree
     assert "not run" in compiled[7]
+
+
+def test_compiled_blocks_take_every_packing_without_recompiling():
+    """``compile: true`` compiles block by block with a dynamic token count; the packing (how many
+    samples, how long each) stays outside the graphs, so batches of other lengths and sample
+    counts reuse them, and the outputs are eager's."""
+    from kinetoscope.train.distributed import apply_compile
+
+    torch._dynamo.reset()
+    model = tiny_model("cross")
+    eager = {}
+    g = torch.Generator().manual_seed(4)
+    batches = []
+    # The first three settle the graphs (a modulation row per sample or one for all, and sizes that
+    # happened to be equal at first); the rest, other lengths and counts, must reuse them.
+    sizes_of = [[(5, 4, 6), (1, 8, 4)], [(3, 4, 4)], [(1, 4, 4), (5, 8, 8), (3, 4, 6)]]
+    sizes_of += [[(5, 8, 4)], [(1, 4, 4)] * 4, [(3, 8, 8), (1, 4, 6)], [(5, 4, 4)] * 3]
+    for sizes in sizes_of:
+        batch = pack([torch.randn(C, *s, generator=g) for s in sizes], model.config.patch_size)
+        t = batch.per_sample(torch.rand(len(sizes), generator=g))
+        text = torch.randn(len(sizes), 5, model.config.text_dim, generator=g)
+        mask = torch.ones(len(sizes), 5, dtype=torch.bool)
+        batches.append((batch, t, text, mask))
+    with ops.use_kernels("plain"), torch.no_grad():
+        for i, data in enumerate(batches):
+            eager[i] = model(*data)
+        apply_compile(model, list(model.blocks))
+        for i, data in enumerate(batches[:3]):
+            assert rel_error(model(*data), eager[i]) < 1e-5
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for i, data in enumerate(batches[3:], start=3):
+                assert rel_error(model(*data), eager[i]) < 1e-5
+    torch._dynamo.reset()

@@ -55,6 +55,17 @@ class Packing:
     text_index: Tensor | None  # modulation row of each text token (joint attention)
     joint_order: Tensor | None  # cat(text, video)[joint_order] puts each sample's text before its video
 
+    # Outside any compiled graph (``compile: true`` compiles block by block): how a batch is cut
+    # into samples changes every step, and a graph traced through the cuts would be specialised
+    # on, and recompiled for, each packing.
+    @torch.compiler.disable
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, keys: str = "video") -> Tensor:
+        """Each sample's queries attend to its own ``keys``: its video tokens, its text tokens, or
+        both (``"joint"``: text then video per sample)."""
+        if keys == "joint":
+            return packed_attention(q, k, v, [a + b for a, b in zip(self.text_lens, self.seq_lens)])
+        return packed_attention(q, k, v, self.seq_lens, self.text_lens if keys == "text" else None)
+
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor, index: Tensor | None) -> Tensor:
     """adaLN: ``x * (1 + scale) + shift``, each token taking its row ``index`` of the ``(U, D)`` tables."""
@@ -166,7 +177,7 @@ class CrossAttention(nn.Module):
             q = rms_norm_heads(self.q(self.norm(x)).unflatten(1, (self.heads, -1)), self.q_norm[0], None, self.eps)
             k, v = self.kv(text).unflatten(1, (2, self.heads, -1)).unbind(1)
             k = rms_norm_heads(k, self.k_norm[0], None, self.eps)
-        return self.out(packed_attention(q, k, v, packing.seq_lens, packing.text_lens).flatten(1))
+        return self.out(packing.attend(q, k, v, "text").flatten(1))
 
 
 class CrossBlock(nn.Module):
@@ -179,7 +190,7 @@ class CrossBlock(nn.Module):
 
     def forward(self, x: Tensor, text: Tensor, time_mod: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
         q, k, v = self.video.attention_inputs(x, time_mod, packing.index, packing.freqs)
-        x = self.video.attention_residual(x, packed_attention(q, k, v, packing.seq_lens), time_mod, packing.index)
+        x = self.video.attention_residual(x, packing.attend(q, k, v), time_mod, packing.index)
         x = x + self.cross(x, text, packing)
         return self.video.feed_forward_residual(x, time_mod, packing.index), text
 
@@ -197,8 +208,7 @@ class JointBlock(nn.Module):
         text_qkv = self.text.attention_inputs(text, time_mod, packing.text_index, None)
         order = packing.joint_order
         q, k, v = (torch.cat([t, s])[order] for t, s in zip(text_qkv, video_qkv))
-        joint_lens = [a + b for a, b in zip(packing.text_lens, packing.seq_lens)]
-        attended = packed_attention(q, k, v, joint_lens)  # under autocast, not necessarily in q's dtype
+        attended = packing.attend(q, k, v, "joint")  # under autocast, not necessarily in q's dtype
         attended = torch.empty_like(q, dtype=attended.dtype).index_copy_(0, order, attended)
         text_attended, video_attended = attended.split([text.shape[0], x.shape[0]])
         x = self.video.attention_residual(x, video_attended, time_mod, packing.index)

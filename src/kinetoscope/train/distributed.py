@@ -90,7 +90,8 @@ def apply_activation_checkpointing(blocks: Sequence[nn.Module]) -> None:
 def apply_compile(module: nn.Module, blocks: Sequence[nn.Module]) -> None:
     """Compile block by block (one graph reused for every layer), or the whole module if it has none."""
     for block in blocks or [module]:
-        block.compile()
+        # Dynamic in the token count: packed batches differ in length from step to step.
+        block.compile(dynamic=True)
 
 
 def wrap(module: nn.Module, mode: str, blocks: Sequence[nn.Module], info: DistInfo) -> nn.Module:
