@@ -63,8 +63,9 @@ def kernels() -> str:
 
 
 def fused() -> bool:
-    """Whether the model hands its steps to the fused ops."""
-    return kernels() == "fused"
+    """Whether the model hands its steps to the fused ops: never inside ``torch.compile``, which
+    fuses the plain modules itself (1.2-1.6x faster than eager in benchmarks/RESULTS.md)."""
+    return kernels() == "fused" and not torch.compiler.is_compiling()
 
 
 def set_kernels(name: str | None) -> None:
