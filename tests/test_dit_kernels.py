@@ -203,3 +203,13 @@ def test_compiled_blocks_take_every_packing_without_recompiling(monkeypatch):
             for i, data in enumerate(batches[3:], start=3):
                 assert rel_error(model(*data), eager[i]) < 1e-5
     torch._dynamo.reset()
+
+
+def test_importing_the_dit_leaves_dynamo_unloaded():
+    """Importing dynamo costs a fresh process most of a second (every generate command pays it);
+    only compiling loads it."""
+    import subprocess
+    import sys
+
+    code = "import sys, kinetoscope.dit; print('torch._dynamo' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -26,9 +26,10 @@ keeping less memory for the backward pass; the plain lines after it are what it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,16 +56,27 @@ class Packing:
     text_index: Tensor | None  # modulation row of each text token (joint attention)
     joint_order: Tensor | None  # cat(text, video)[joint_order] puts each sample's text before its video
 
-    # Outside any compiled graph (``compile: true`` compiles block by block): how a batch is cut
-    # into samples changes every step, and a graph traced through the cuts would be specialised
-    # on, and recompiled for, each packing.
-    @torch.compiler.disable
     def attend(self, q: Tensor, k: Tensor, v: Tensor, keys: str = "video") -> Tensor:
         """Each sample's queries attend to its own ``keys``: its video tokens, its text tokens, or
         both (``"joint"``: text then video per sample)."""
-        if keys == "joint":
-            return packed_attention(q, k, v, [a + b for a, b in zip(self.text_lens, self.seq_lens)])
-        return packed_attention(q, k, v, self.seq_lens, self.text_lens if keys == "text" else None)
+        if torch.compiler.is_compiling():
+            return _attend_outside_graphs()(self, q, k, v, keys)
+        return _attend(self, q, k, v, keys)
+
+
+def _attend(packing: Packing, q: Tensor, k: Tensor, v: Tensor, keys: str) -> Tensor:
+    if keys == "joint":
+        return packed_attention(q, k, v, [a + b for a, b in zip(packing.text_lens, packing.seq_lens)])
+    return packed_attention(q, k, v, packing.seq_lens, packing.text_lens if keys == "text" else None)
+
+
+@functools.cache
+def _attend_outside_graphs() -> Callable[..., Tensor]:
+    """:func:`_attend` outside any compiled graph (``compile: true`` compiles block by block): how a
+    batch is cut into samples changes every step, and a graph traced through the cuts would be
+    specialised on, and recompiled for, each packing. Made on first use: importing dynamo costs
+    every process that never compiles most of a second."""
+    return torch.compiler.disable(_attend)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor, index: Tensor | None) -> Tensor:
