@@ -37,7 +37,7 @@ import warnings
 
 import torch
 
-from bench_vae import cpu_model  # the one reading of lscpu's model name (this folder is on the path)
+from machine import bf16_units, cpu_model  # this folder is on the path
 
 VARIANTS = ("plain", "compile", "fused")
 SHAPES = ("bundled", "s")
@@ -160,21 +160,6 @@ def measure(model, compiled, inputs, step: str, dtype: str, variants, warmup: in
     return rows
 
 
-def cpu_flags() -> str:
-    """torch's CPU capability and whether the CPU has bf16 units (AMX, AVX-512 BF16)."""
-    flags: set[str] = set()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    yes = {True: "yes", False: "no"}
-    return (
-        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; AMX-BF16 {yes['amx_bf16' in flags]}, "
-        f"AVX-512 BF16 {yes['avx512_bf16' in flags]}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
@@ -197,7 +182,7 @@ def main() -> None:
         dynamo_config.recompile_limit = 64
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"CPU: {cpu_model()}; {cpu_flags()}")
+    print(f"CPU: {cpu_model()}; {bf16_units()}")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} rounds after "
         f"{args.warmup} warm-up calls, load average before: {load}\n"
