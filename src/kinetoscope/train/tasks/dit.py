@@ -77,8 +77,7 @@ class DiTTask(Task):
         super().__init__(*args, **kwargs)
         from kinetoscope.flow import FlowConfig
 
-        inherited = read_index(self.options.init_from).get("flow", {}) if self.options.init_from else {}
-        self.flow = FlowConfig.from_dict({**inherited, **self.options.flow})
+        self.flow = FlowConfig.from_dict({**self._init_index.get("flow", {}), **self.options.flow})
         self.vae = None
         self.hf_text = None
         self.hf_path: Path | None = None
@@ -87,6 +86,11 @@ class DiTTask(Task):
         self._latent_source: LatentSource | None = None
 
     # ------------------------------------------------------------------ set-up
+    @functools.cached_property
+    def _init_index(self) -> dict[str, Any]:
+        """``init_from``'s model index (flow settings, a HF encoder, what a fine-tune inherits); {} from scratch."""
+        return read_index(self.options.init_from) if self.options.init_from else {}
+
     def prepare(self) -> None:
         """Load the frozen VAE and the text side (a frozen HF encoder, or a tokenizer for the built-in one)."""
         from kinetoscope.vae import CausalVAE
@@ -104,7 +108,7 @@ class DiTTask(Task):
             raise ConfigError("LoRA (task.lora.rank > 0) fine-tunes a trained model: set task.init_from=MODEL_DIR.")
         if self.options.model.get("patch_size", (1,))[0] != 1:
             raise ConfigError("Training supports patch_size[0] = 1 (one latent frame per token) only.")
-        hf_path = o.text_encoder or (o.init_from and hf_text_encoder_dir(o.init_from, read_index(o.init_from)))
+        hf_path = o.text_encoder or (o.init_from and hf_text_encoder_dir(o.init_from, self._init_index))
         if hf_path:
             from kinetoscope.text import HFTextEncoder
 
@@ -286,7 +290,7 @@ class DiTTask(Task):
 
         o = self.options
         text = self.hf_text if self.hf_text is not None else models["text"]
-        expand = read_index(o.init_from).get("expand_prompts", True) if o.init_from else True
+        expand = self._init_index.get("expand_prompts", True)
         pipe = Pipeline(self.vae, models["dit"], text, self.flow, self.run_dir.name, expand_prompts=expand)
         frames, height, width = o.sample_shape
         return [
@@ -302,8 +306,7 @@ class DiTTask(Task):
         from safetensors.torch import save_file
 
         dit = models["dit"]
-        init_from = self.options.init_from
-        extra = {k: v for k, v in read_index(init_from).items() if k in INHERITED} if init_from else {}
+        extra = {k: v for k, v in self._init_index.items() if k in INHERITED}
         if self.options.lora.rank > 0:
             adapters = out_dir / "lora"
             adapters.mkdir(parents=True, exist_ok=True)
