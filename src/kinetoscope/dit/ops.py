@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from kinetoscope.dit.rope import apply_rope
+from kinetoscope.dit.rope import apply_rope, inverse_rotation
 from kinetoscope.errors import ConfigError
 
 _onednn_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
@@ -340,9 +340,9 @@ def gated_residual(x: Tensor, y: Tensor, gate: Tensor, index: Tensor | None) -> 
 
 
 def _rotate_(x: Tensor, freqs: Tensor) -> Tensor:
-    """Multiply channel pairs of ``x`` ``(N, heads, head_dim)`` by complex ``freqs`` ``(N, head_dim // 2)``, in place."""
-    if x.dtype == torch.float32:
-        torch.view_as_complex(x.view(*x.shape[:-1], -1, 2)).mul_(freqs[:, None])
+    """Rotate channel pairs of ``x`` ``(N, heads, head_dim)`` by ``freqs`` ``(N, head_dim // 2, 2)``, in place."""
+    if x.dtype == torch.float32:  # eager only: one complex multiply, no temporaries
+        torch.view_as_complex(x.view(*x.shape[:-1], -1, 2)).mul_(torch.view_as_complex(freqs)[:, None])
         return x
     return x.copy_(apply_rope(x, freqs))
 
@@ -351,7 +351,7 @@ def _rotated(x: Tensor, freqs: Tensor) -> Tensor:
     """Out-of-place :func:`_rotate_`."""
     if x.dtype == torch.float32:
         pairs = torch.view_as_complex(x.contiguous().view(*x.shape[:-1], -1, 2))
-        return torch.view_as_real(pairs * freqs[:, None]).flatten(-2)
+        return torch.view_as_real(pairs * torch.view_as_complex(freqs)[:, None]).flatten(-2)
     return apply_rope(x, freqs)
 
 
@@ -377,7 +377,7 @@ class _NormalizeHeads(torch.autograd.Function):
             norm = torch.linalg.vector_norm(part, dim=(1, 2))
             rstd = norm.square_().div_(heads * head_dim).add_(eps).rsqrt_()
             y = part * weight_[j].view(heads, head_dim)
-            y = y.mul_(rstd[:, None, None]) if freqs is None else _rotate_(y, freqs * rstd[:, None])
+            y = y.mul_(rstd[:, None, None]) if freqs is None else _rotate_(y, freqs * rstd[:, None, None])
             outputs.append(_cast(y, ctx.amp))
             rstds.append(rstd)
         ctx.save_for_backward(x, weight, freqs, torch.stack(rstds))
@@ -401,7 +401,7 @@ class _NormalizeHeads(torch.autograd.Function):
             grad = _cast(grad, ctx.norm)
             rstd = rstds[j][:, None, None]
             if freqs is not None:  # undo the rotation: rotate back by the conjugate
-                grad = _rotated(grad, freqs.conj())
+                grad = _rotated(grad, inverse_rotation(freqs))
             normed = _cast(x[:, j], ctx.norm) * rstd
             product = grad * normed
             grad_weight[j] = product.sum(0).flatten()
