@@ -86,6 +86,9 @@ def test_lr_schedule_warmup_cosine_constant():
     assert cos.factor(104, 104) == pytest.approx(0.1)
     const = ScheduleConfig(kind="constant", warmup_steps=2)
     assert [const.factor(s, 10) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    wsd = ScheduleConfig(kind="cosine", warmup_steps=2, min_lr_ratio=0.1, decay_steps=100)
+    assert [wsd.factor(s, 1000) for s in (0, 1, 500, 900)] == [0.5, 1.0, 1.0, 1.0]
+    assert wsd.factor(950, 1000) == pytest.approx(0.55) and wsd.factor(1000, 1000) == pytest.approx(0.1)
 
 
 def test_keep_last_prunes_old_checkpoints_and_finished_run_only_exports(tmp_path):

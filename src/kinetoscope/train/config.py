@@ -35,6 +35,10 @@ class ScheduleConfig(Config):
     kind: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
+    #: Cosine only: decay over the last ``decay_steps`` steps and hold ``lr`` before them
+    #: (warm-up, stable, decay), so a run trained in budgets can end one leg with a cool-down
+    #: by setting ``steps`` to where the leg should end. 0 decays over every step after warm-up.
+    decay_steps: int = 0
 
     def factor(self, step: int, total_steps: int) -> float:
         """Learning-rate multiplier for 0-based ``step``: linear warm-up, then constant or cosine decay."""
@@ -42,7 +46,8 @@ class ScheduleConfig(Config):
             return (step + 1) / self.warmup_steps
         if self.kind == "constant":
             return 1.0
-        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+        start = max(self.warmup_steps, total_steps - self.decay_steps) if self.decay_steps else self.warmup_steps
+        progress = min(1.0, max(0, step - start) / max(1, total_steps - start))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
