@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kinetoscope.errors import ConfigError, InvalidInputError
 from kinetoscope.profiling import peak_allocated
 from kinetoscope.vae import CausalVAE, VAEConfig
-from kinetoscope.vae.layers import CHANNELS_LAST
+from kinetoscope.vae.layers import CHANNELS_LAST, CausalConv3d
 from kinetoscope.vae.losses import (
     PatchDiscriminator,
     VAELossConfig,
@@ -499,3 +500,17 @@ def test_ssim_under_bf16_autocast_is_computed_in_fp32_and_stays_finite_on_flat_f
         under = ssim(flat, noisy)
     assert under.dtype == torch.float32 and torch.isfinite(under)
     assert under.item() == pytest.approx(ssim(flat, noisy).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["winograd", "direct-with-grad"])
+def test_convolutions_run_in_bf16_under_autocast_on_the_fast_path_too(grad):
+    torch.manual_seed(0)
+    conv = CausalConv3d(16, 16, 3)
+    x = random_video(9, 16, 16).repeat(1, 6, 1, 1, 1)[:, :16].contiguous(memory_format=CHANNELS_LAST)
+    with torch.set_grad_enabled(grad):
+        reference = F.conv3d(conv.padded_input(x.double(), None), conv.weight.double(), conv.bias.double(), 1, conv.padding)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = conv(x)
+    assert out.dtype == torch.bfloat16  # as autocast gives for F.conv3d
+    error = ((out.double() - reference).norm() / reference.norm()).item()
+    assert 1e-4 < error < 1e-2  # bf16's rounding, not float32's 1e-7

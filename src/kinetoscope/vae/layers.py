@@ -23,12 +23,22 @@ def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _fast_path(x: torch.Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-    )
+    if x.device.type != "cpu" or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_operands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    """``x``, ``weight`` and ``bias`` in the dtype autocast would convolve them in.
+
+    Autocast casts ``F.conv3d``'s operands but not the oneDNN call of the fast path, which
+    would otherwise run in float32 under bf16 autocast.
+    """
+    device = x.device.type
+    if not torch.is_autocast_enabled(device) or x.dtype != torch.float32:
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
 def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding) -> torch.Tensor:
@@ -175,9 +185,10 @@ class CausalConv3d(nn.Conv3d):
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve an input whose past frames are already in front (no time padding)."""
+        x, weight, bias = autocast_operands(x, self.weight, self.bias)
         if self.kernel_size[0] == 3 and self.stride[0] == 1 and x.shape[2] >= 4 and _fast_path(x) and not torch.is_grad_enabled():
-            return winograd_time_conv3d(x, self.weight, self.bias, self.padding)
-        return conv3d(x, self.weight, self.bias, self.stride, self.padding)
+            return winograd_time_conv3d(x, weight, bias, self.padding)
+        return conv3d(x, weight, bias, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         return self.convolve(self.padded_input(x, cache))
