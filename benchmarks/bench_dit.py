@@ -28,11 +28,17 @@ with gradients freed, the process resets its peak (``/proc/self/clear_refs``), r
 and reports peak resident memory (VmHWM) minus resident memory just before the step: the
 activations, gradients and temporaries of one training step, on top of the weights.
 
+``--compile`` adds both models compiled block by block, as each library does it for training:
+ours as ``kinetoscope train`` with ``compile: true`` (each block by ``torch.compile``, dynamic in
+the token count), Wan by diffusers' ``compile_repeated_blocks``. Compiling happens in two
+untimed warm-up steps; compiled rows are compared with Wan compiled.
+
 The output ends with a markdown table for benchmarks/RESULTS.md, headed by the CPU model.
 
     python benchmarks/bench_dit.py                       # 1k and 4k tokens, fp32 and bf16, writes nothing
     python benchmarks/bench_dit.py --tokens 1024 --repeats 3 --threads 1 --dtypes bf16
     python benchmarks/bench_dit.py --quick               # smoke test: 256 tokens, 1 repeat, 1 thread
+    python benchmarks/bench_dit.py --compile --threads 1 # also both compiled (several minutes of compiling)
 """
 
 from __future__ import annotations
@@ -58,10 +64,27 @@ LABELS = {
     "ours": "ours",
     "attention": "self-attention alone (bound)",
     "ours-torch-gemm": "ours, torch's GEMM",
+    "wan-compiled": "Wan, compiled",
+    "ours-compiled": "ours, compiled",
 }
 
 
 def build(which: str):
+    """The model (compiled block by block if ``which`` ends in ``-compiled``), and a function
+    ``step(latent, text, dtype)``; see :func:`build_eager`."""
+    if not which.endswith("-compiled"):
+        return build_eager(which)
+    model, config, step = build_eager(which.removesuffix("-compiled"))
+    if which.startswith("ours"):
+        from kinetoscope.train.distributed import apply_compile
+
+        apply_compile(model, model.blocks)  # as `kinetoscope train` with compile: true
+    else:
+        model.compile_repeated_blocks()  # diffusers' regional compilation of its blocks
+    return model, config, step
+
+
+def build_eager(which: str):
     """The model and a function ``step(latent, text, dtype)`` running one training step of it
     on a fixed random input, the forward under ``dtype``'s autocast, the backward outside it.
 
@@ -147,6 +170,9 @@ def compare_time(tokens: int, dtypes: list[str], repeats: int, variants: list[st
     for dtype in dtypes:
         flops = {}
         for which, (model, _, step) in models.items():
+            if which.endswith("-compiled"):  # the same FLOPs as the eager model; counting would not see inside
+                flops[which] = flops[which.removesuffix("-compiled")]
+                continue
             if model is not None:
                 model.zero_grad(set_to_none=True)
             flops[which] = count_flops(lambda: step(latent, text, dtype))
@@ -155,8 +181,9 @@ def compare_time(tokens: int, dtypes: list[str], repeats: int, variants: list[st
             + ", ".join(f"{LABELS[w]} {f / 1e9:.1f} ({share:.0%} in bf16)" for w, (f, share) in flops.items()),
             flush=True,
         )
-        for model, _, step in models.values():  # warm-up
-            timed(model, step, latent, text, dtype)
+        for which, (model, _, step) in models.items():  # warm-up; compiling takes two steps (forward, backward)
+            for _ in range(2 if which.endswith("-compiled") else 1):
+                timed(model, step, latent, text, dtype)
         times = {which: [] for which in models}
         cpu = {which: [] for which in models}
         for _ in range(repeats):
@@ -256,6 +283,11 @@ def report(tokens: int, dtype: str, t: dict, m: dict, ablation: bool) -> None:
     print("  per-repeat seconds:", {k: [round(x, 2) for x in v] for k, v in all_.items()}, flush=True)
 
 
+def reference(which: str, median: dict) -> str:
+    """The Wan row a row of ours is compared with: compiled against compiled, eager against eager."""
+    return "wan-compiled" if which.endswith("-compiled") and "wan-compiled" in median else "wan"
+
+
 def table_rows(tokens: int, dtype: str, t: dict, m: dict, peak: float) -> list[list[str]]:
     """Markdown rows of one shape and dtype: each model's time, FLOPs, share of the GEMM peak, memory, ratios."""
     median = t[dtype]["median"]
@@ -275,7 +307,7 @@ def table_rows(tokens: int, dtype: str, t: dict, m: dict, peak: float) -> list[l
                 f"{achieved / peak:.0%}",
                 f"{in_bf16:.0%}" if dtype == "bf16" else "-",
                 "-" if mib is None else f"{mib:.0f}",
-                "-" if which == "wan" else f"{median['wan'] / seconds:.2f}x",
+                "-" if which.startswith("wan") else f"{median[reference(which, median)] / seconds:.2f}x",
                 f"{mib / m['wan_mib']:.2f}" if which == "ours" else "-",
             ]
         )
@@ -289,6 +321,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="default: 5")
     parser.add_argument("--threads", type=int, help="default: all cores")
     parser.add_argument("--ablation", action="store_true", help="also time ours with torch's default GEMM")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time both compiled block by block (ours as training compiles it, Wan by diffusers' compile_repeated_blocks)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 256 tokens, 1 repeat, 1 thread (unless given)"
     )
@@ -306,6 +341,7 @@ def main() -> None:
     print(header(f"{what}, median of {args.repeats}"))
     before = gemm_peaks(args.dtypes, "before the models")
     variants = ["wan", "ours", "attention"] + (["ours-torch-gemm"] if args.ablation else [])
+    variants += ["wan-compiled", "ours-compiled"] if args.compile else []
     measured = []
     for tokens in args.tokens:
         t = compare_time(tokens, args.dtypes, args.repeats, variants)
@@ -317,7 +353,7 @@ def main() -> None:
     peak = {dtype: max(before[dtype], after[dtype]) for dtype in args.dtypes}
     print(
         f"\nFraction of peak: the step's FLOPs over its median time, over the larger GEMM peak of this run "
-        f"({gflops(peak)}). Speed-up: Wan's median time over the row's; memory: ours over Wan's peak.\n"
+        f"({gflops(peak)}). Speed-up: Wan's median time over the row's (compiled rows: Wan compiled); memory: ours over Wan's peak.\n"
     )
     columns = ["tokens", "dtype", "model", "median s", "GFLOP/step", "GFLOP/s", "of GEMM peak", "in bf16"]
     columns += ["peak MiB", "speed-up vs Wan", "memory vs Wan"]
