@@ -3,9 +3,9 @@
 The head width is split as in Wan2.1: height and width get ``2 * (head_dim // 6)`` channels
 each, time the rest. Channel pairs ``(2i, 2i+1)`` are rotated together. A rotation is kept as a
 real ``(cos, sin)`` pair rather than a complex number because inductor cannot compile complex
-operators (a compiled block would fall back to eager around them). Rotations are computed from the positions themselves rather than
-looked up in a table, so any size, duration or position offset works, including ones never
-seen in training.
+operators (a compiled block would fall back to eager around them). Rotations are computed
+from the positions themselves rather than looked up in a table, so any size, duration or
+position offset works, including ones never seen in training.
 """
 
 from __future__ import annotations
