@@ -322,7 +322,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="default: all cores")
     parser.add_argument("--ablation", action="store_true", help="also time ours with torch's default GEMM")
     parser.add_argument(
-        "--compile", action="store_true", help="also time both compiled block by block (ours as training compiles it, Wan by diffusers' compile_repeated_blocks)"
+        "--compile",
+        action="store_true",
+        help="also time both compiled block by block (ours as training compiles it, Wan by compile_repeated_blocks)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 256 tokens, 1 repeat, 1 thread (unless given)"
