@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kinetoscope.dit.ops import autocast_dtype
+from kinetoscope.devices import autocast_dtype
 from kinetoscope.errors import InvalidInputError
 
 BACKENDS = ("sdpa", "flex", "flash")

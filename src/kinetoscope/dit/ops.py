@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from kinetoscope.devices import autocast_dtype
 from kinetoscope.dit.rope import apply_rope, inverse_rotation
 from kinetoscope.errors import ConfigError
 
@@ -106,13 +107,6 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def _cast(x: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
     """``x`` in ``dtype``; ``None`` (outside autocast) leaves it as it is."""
     return x if x is None or dtype is None else x.to(dtype)
-
-
-def autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype autocast runs products in on ``device_type``, or None where it is off."""
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return None
 
 
 def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:

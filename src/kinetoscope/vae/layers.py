@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kinetoscope.devices import autocast_dtype
+
 CHANNELS_LAST = torch.channels_last_3d
 
 
@@ -34,10 +36,9 @@ def autocast_operands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     Autocast casts ``F.conv3d``'s operands but not the oneDNN call of the fast path, which
     would otherwise run in float32 under bf16 autocast.
     """
-    device = x.device.type
-    if not torch.is_autocast_enabled(device) or x.dtype != torch.float32:
+    dtype = autocast_dtype(x.device.type)
+    if dtype is None or x.dtype != torch.float32:
         return x, weight, bias
-    dtype = torch.get_autocast_dtype(device)
     return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
