@@ -313,17 +313,17 @@ def test_cli_errors_exit_2_with_one_sentence(tiny_model_dir, tmp_path, cli, monk
 
 def test_the_command_lines_defaults_are_the_request_layers():
     """The command line must not import the pipeline (torch) to show --help, so its option defaults
-    are copies of the request layer's: they must say the same."""
+    are copies of the request layer's: they must say the same. Guidance is left to the model."""
     import typer.main
 
     from kinetoscope.cli import app
     from kinetoscope.pipeline.limits import DEFAULT_SECONDS
-    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, EDIT_STRENGTH, UPSCALE_STRENGTH
+    from kinetoscope.pipeline.request import DEFAULT_STEPS, EDIT_STRENGTH, UPSCALE_STRENGTH
 
     commands = typer.main.get_command(app).commands
     for name in ("generate", "image", "animate", "extend", "loop", "edit", "connect"):
         params = {p.name: p for p in commands[name].params}
-        assert (params["steps"].default, params["guidance"].default) == (DEFAULT_STEPS, DEFAULT_GUIDANCE), name
+        assert (params["steps"].default, params["guidance"].default) == (DEFAULT_STEPS, None), name
     for name in ("extend", "connect"):
         assert {p.name: p.default for p in commands[name].params}["seconds"] == DEFAULT_SECONDS, name
     strength = {name: next(p.help for p in commands[name].params if p.name == "strength") for name in ("edit", "generate")}
@@ -344,6 +344,35 @@ def test_save_pretrained_mirrors_from_pretrained_and_the_directory_moves(tiny_mo
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     prompts = ["a red ball moves right"]
     assert torch.equal(pipe.text_encoder.encode(prompts)[0], again.text_encoder.encode(prompts)[0])
+
+
+def test_a_call_that_names_no_guidance_gets_the_models_own(tiny_model_dir, tmp_path, monkeypatch):
+    from kinetoscope.errors import CheckpointError
+    from kinetoscope.model_dir import read_index, write_index
+    from kinetoscope.pipeline import Pipeline
+    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE
+    from kinetoscope.serve.capabilities import Capabilities
+
+    pipe = Pipeline.from_pretrained(tiny_model_dir)
+    assert pipe.guidance == DEFAULT_GUIDANCE and "guidance" not in read_index(tiny_model_dir)
+    pipe.guidance = 2.5
+    pipe.save_pretrained(tmp_path / "model")
+    assert read_index(tmp_path / "model")["guidance"] == 2.5
+    again = Pipeline.from_pretrained(tmp_path / "model")
+    assert again.guidance == 2.5
+    assert Capabilities.from_pipeline(again).to_dict()["defaults"]["guidance"] == 2.5  # the page's placeholder
+
+    used = []
+    sample = Pipeline._sample
+    monkeypatch.setattr(Pipeline, "_sample", lambda self, *args: used.append(args[4]) or sample(self, *args))
+    small = {"width": 32, "height": 32, "num_frames": 1, "steps": 1}
+    again("a red ball moves right", **small)
+    again("a red ball moves right", guidance=1.5, **small)
+    assert used == [2.5, 1.5]
+
+    write_index(tmp_path / "model", read_index(tmp_path / "model") | {"guidance": "high"})
+    with pytest.raises(CheckpointError, match=r"gives guidance 'high'; it must be a number of at least 0\.$"):
+        Pipeline.from_pretrained(tmp_path / "model")
 
 
 def test_device_and_dtype_auto_and_by_name():

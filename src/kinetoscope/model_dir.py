@@ -6,9 +6,11 @@ a saved ``PretrainedModel`` beside it (``vae/``, ``dit/``, and ``text/`` for the
 encoder with its tokenizer). A Hugging Face text encoder is copied into ``text_encoder/`` (hard
 links where the file system allows), so a model directory holds no path outside itself and
 moves or copies as one. The index also holds the sampler's ``flow`` config, the ``model_id``
-the watermark names, ``lora`` where adapters are kept beside the merged weights, and
+the watermark names, ``lora`` where adapters are kept beside the merged weights,
 ``expand_prompts: false`` for a model whose text encoder did not learn the world's captions
-(prompts then reach it as written). A fine-tune keeps its model's ``INHERITED`` entries.
+(prompts then reach it as written), and ``guidance``, the classifier-free guidance the model
+was measured to sample best with (a call that names none gets it). A fine-tune keeps its
+model's ``INHERITED`` entries.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ def read_index(model_dir: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}.", param="model") from None
+
+
+def model_guidance(model_dir: str | os.PathLike, index: dict[str, Any], default: float) -> float:
+    """The index's ``guidance`` (``default`` where it names none); refused in one sentence if it is not a number >= 0."""
+    guidance = index.get("guidance", default)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0:
+        raise CheckpointError(
+            f"{Path(model_dir) / MODEL_INDEX} gives guidance {guidance!r}; it must be a number of at least 0.",
+            param="model",
+        )
+    return float(guidance)
 
 
 def write_index(model_dir: str | os.PathLike, index: dict[str, Any]) -> None:

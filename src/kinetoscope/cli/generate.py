@@ -21,7 +21,7 @@ class Sampling:
     """The options every generation command takes."""
 
     steps: int
-    guidance: float
+    guidance: Optional[float]
     seed: int
     negative: Optional[str]
     expand: bool
@@ -34,7 +34,7 @@ class Sampling:
         """The pipeline keyword arguments among them."""
         return {
             "steps": self.steps,
-            "guidance": self.guidance,
+            "guidance": self.guidance,  # None: the model's own
             "seed": self.seed,
             "negative_prompt": self.negative,
             "expand": self.expand,
@@ -99,7 +99,7 @@ def generate(
         Optional[float], typer.Option(help="With --upscale: how much is re-sampled (0-1). Default: 0.6.")
     ] = None,
     width: Width = None, height: Height = None, frames: Frames = None, seconds: Seconds = None, fps: Fps = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Text to video at any size, duration and aspect ratio the model allows; --preview, then --upscale one."""
@@ -132,7 +132,7 @@ def generate(
 def image(
     prompt: Annotated[str, typer.Argument(help="What the image shows.")],
     width: Width = None, height: Height = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Text to image (one frame), up to 2048x2048; large images decode in VAE tiles."""
@@ -146,7 +146,7 @@ def animate(
     prompt: Annotated[str, typer.Argument(help="What happens.")],
     frame: Annotated[int, typer.Option(help="Where the image goes: 0 (first), -1 (last) or any frame.")] = 0,
     width: Width = None, height: Height = None, frames: Frames = None, seconds: Seconds = None, fps: Fps = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Image to video: the image at the first frame, the last, or any frame."""
@@ -165,7 +165,7 @@ def extend(
     ] = True,
     seconds: Annotated[float, typer.Option(help="Seconds to add.")] = 2.0,
     fps: Fps = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Extend a video forwards or backwards in time; its own frames stay as they were."""
@@ -183,7 +183,7 @@ def loop(
         Optional[int], typer.Option("--frames", help="Frames of the loop (a multiple of 4; others are rounded and reported).")
     ] = None,
     seconds: Seconds = None, fps: Fps = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """A seamless loop: its last frame flows into its first."""
@@ -200,7 +200,7 @@ def edit(
         Optional[float], typer.Option(help="How much changes, above 0 to 1: low keeps more of the video. Default: the pipeline's (0.7).")
     ] = None,
     width: Width = None, height: Height = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Video to video (SDEdit): layout and motion kept, what the prompt changes changed."""
@@ -218,7 +218,7 @@ def connect(
         float, typer.Option(help="Seconds of transition (4k + 3 frames; other lengths are rounded and reported).")
     ] = 2.0,
     fps: Fps = None,
-    steps: Steps = 30, guidance: Guidance = 5.0, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
+    steps: Steps = 30, guidance: Guidance = None, seed: Seed = 0, negative: Negative = None, expand: Expand = True,
     model: Model = None, out: Out = None, device: Device = "auto", dtype: Dtype = "auto",
 ) -> None:  # fmt: skip
     """Connect two videos: A, then a transition from A's end to B's start, then B."""

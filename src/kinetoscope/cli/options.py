@@ -40,7 +40,10 @@ Fps = Annotated[Optional[float], typer.Option(help="Frames per second. Default: 
 
 # Sampling: every generation mode takes these.
 Steps = Annotated[int, typer.Option(help="Sampling steps.")]
-Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale (1 switches it off).")]
+Guidance = Annotated[
+    Optional[float],
+    typer.Option(help="Classifier-free guidance scale (1 switches it off). Default: the model's own (see its MODEL.md)."),
+]
 Seed = Annotated[int, typer.Option(help="Same seed, same frames.")]
 Negative = Annotated[Optional[str], typer.Option("--negative", help="What the video should not show.")]
 Expand = Annotated[bool, typer.Option("--expand/--no-expand", help="Expand the prompt into a detailed caption first.")]

@@ -74,6 +74,11 @@ def bundle_command(
     device: Device = "auto",
     timing_size: str = typer.Option("128x128", help="WIDTHxHEIGHT of the timed main command."),
     timing_seconds: float = typer.Option(2.0, help="Seconds of video the timed main command makes."),
+    guidance: Optional[float] = typer.Option(
+        None,
+        help="The guidance the model samples with when a call names none (measure it first). "
+        "Default: the model's own, else that of the bundle it replaces.",
+    ),
 ) -> None:
     """Ship a trained model: copy it in fp16, evaluate it, time the main command and write MODEL.md."""
     from kinetoscope.release import BundleOptions, bundle
@@ -84,7 +89,7 @@ def bundle_command(
     options = BundleOptions(
         model=model, out=out, captioner=captioner, vae=vae, runs=tuple(run or ()), dtype=dtype, max_mb=max_mb, n=n,
         width=width, height=height, frames=frames, seed=seed, device=device, note=note,
-        timing_width=timing_width, timing_height=timing_height, timing_seconds=timing_seconds,
+        timing_width=timing_width, timing_height=timing_height, timing_seconds=timing_seconds, guidance=guidance,
     )  # fmt: skip
     card = bundle(options)
     typer.echo(f"wrote {card.parent} and its model card {card}")

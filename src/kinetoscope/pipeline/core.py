@@ -76,7 +76,14 @@ class Pipeline:
     """Text, image or video in; frames out. See :meth:`__call__` for the modes."""
 
     def __init__(
-        self, vae: CausalVAE, dit: DiT, text_encoder: Any, flow: FlowConfig, model_id: str, expand_prompts: bool = True
+        self,
+        vae: CausalVAE,
+        dit: DiT,
+        text_encoder: Any,
+        flow: FlowConfig,
+        model_id: str,
+        expand_prompts: bool = True,
+        guidance: float = DEFAULT_GUIDANCE,
     ):
         if dit.config.patch_size[0] != 1 or dit.config.in_channels != vae.latent_channels:
             raise CheckpointError(
@@ -88,6 +95,8 @@ class Pipeline:
         #: False for a model whose text encoder never read the world's captions (an imported Wan2.1):
         #: the expander would rewrite its prompts into them, so they go to it as written.
         self.expand_prompts = expand_prompts
+        #: The guidance a call gets when it names none: the model's own, measured when it was bundled.
+        self.guidance = guidance
         self.limits = Limits.for_model(vae.spatial_compression, vae.temporal_compression, dit.config.patch_size)
         #: VAE tiles for large frames (pixels): a 2048x2048 image decodes in 512-pixel tiles.
         self.tile_size, self.tile_overlap = DEFAULT_TILE_SIZE, DEFAULT_TILE_OVERLAP
@@ -103,7 +112,7 @@ class Pipeline:
         else the CPU), every component in ``dtype``: float32 unless given (``"auto"`` picks the faster
         precision for the device, :mod:`kinetoscope.devices`; the command line's default)."""
         from kinetoscope.devices import resolve_device, resolve_dtype
-        from kinetoscope.model_dir import hf_text_encoder_dir, model_id_for, read_index
+        from kinetoscope.model_dir import hf_text_encoder_dir, model_guidance, model_id_for, read_index
         from kinetoscope.text import HFTextEncoder, TextEncoder
 
         device = resolve_device(device)
@@ -118,7 +127,10 @@ class Pipeline:
         else:
             text = TextEncoder.from_pretrained(model_dir / "text", device=device, dtype=dtype).requires_grad_(False)
         flow = FlowConfig.from_dict(index.get("flow", {}))
-        return cls(vae, dit, text, flow, model_id_for(model_dir), expand_prompts=index.get("expand_prompts", True))
+        return cls(
+            vae, dit, text, flow, model_id_for(model_dir),
+            expand_prompts=index.get("expand_prompts", True), guidance=model_guidance(model_dir, index, DEFAULT_GUIDANCE),
+        )  # fmt: skip
 
     def save_pretrained(self, out_dir: str | os.PathLike, name: str | None = None) -> Path:
         """Write the model directory that :meth:`from_pretrained` loads; its model id is ``name``
@@ -127,10 +139,12 @@ class Pipeline:
         from kinetoscope.text import HFTextEncoder
 
         hf = self.text_encoder.path if isinstance(self.text_encoder, HFTextEncoder) else None
+        extra = ({} if self.expand_prompts else {"expand_prompts": False}) | (
+            {} if self.guidance == DEFAULT_GUIDANCE else {"guidance": self.guidance}
+        )
         return save_model_dir(
             out_dir, vae=self.vae, dit=self.dit, flow=self.flow.to_dict(), name=name or Path(out_dir).name,
-            text=None if hf else self.text_encoder, hf_text_encoder=hf,
-            extra=None if self.expand_prompts else {"expand_prompts": False},
+            text=None if hf else self.text_encoder, hf_text_encoder=hf, extra=extra or None,
         )  # fmt: skip
 
     @property
@@ -149,7 +163,7 @@ class Pipeline:
         seconds: float | None = None,
         fps: float | None = None,
         steps: int = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        guidance: float | None = None,
         guidance_rescale: float = 0.0,
         seed: int | None = None,
         expand: bool = True,
@@ -175,8 +189,10 @@ class Pipeline:
 
         ``seconds`` is otherwise the clip's duration, an alternative to ``num_frames``.
         Widths and heights off the model's grid are rounded (see ``notes``); durations are exact.
-        ``progress(step, total)`` is called after every sampling step.
+        ``guidance`` left out is the model's own (:attr:`guidance`). ``progress(step, total)`` is
+        called after every sampling step.
         """
+        guidance = self.guidance if guidance is None else guidance
         request = Request(**{k: v for k, v in locals().items() if k not in ("self", "progress")})
         request.check()
         job = plan_request(request, self.limits)

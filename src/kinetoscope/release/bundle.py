@@ -24,7 +24,7 @@ from kinetoscope.release.measure import SUITES, measure, bundle_generator, leg_f
 from kinetoscope.release.options import BundleOptions, bundle_command
 from kinetoscope.release.pictures import draw_loss_curve, sample_sheet
 from kinetoscope.release.runs import copy_run_configs, infer_runs, read_run
-from kinetoscope.release.weights import copy_weights, pipeline_check
+from kinetoscope.release.weights import copy_weights, pipeline_check, sampling_guidance
 
 
 def bundle(options: BundleOptions) -> Path:
@@ -54,7 +54,7 @@ def bundle(options: BundleOptions) -> Path:
         legs = append_leg(read_legs(options.out), runs, leg_figures(measured), options.note)
         atomic_write_json(stage / LEGS, legs)
         draw_legs(legs, pictures / "legs.png")
-        card = model_card(options, components, runs, curves, measured, configs, legs)
+        card = model_card(options, components, runs, curves, measured, configs, legs, guidance=sampling_guidance(stage))
         atomic_write_text(stage / MODEL_CARD, card)
     return options.out / MODEL_CARD
 

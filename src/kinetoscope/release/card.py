@@ -47,9 +47,11 @@ def model_card(
     measured: dict[str, Any],
     configs: dict[str, Path],
     legs: list[dict[str, Any]],
+    *,
+    guidance: float,
 ) -> str:
     """``MODEL.md``: the template filled in; every placeholder must have a value (a missing one raises KeyError)."""
-    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS
+    from kinetoscope.pipeline.request import DEFAULT_STEPS
 
     vae, timing = measured["vae"], measured["timing"]
     values = {
@@ -72,7 +74,7 @@ def model_card(
         "vae_shape": vae["shape"],
         "vae_object_error": "–" if vae["object_error"] is None else f"{vae['object_error']:.1f} levels of 255",
         "steps": DEFAULT_STEPS,
-        "guidance": f"{DEFAULT_GUIDANCE:g}",
+        "guidance": f"{guidance:g}",
         "prompts": "\n".join(f"{i + 1}. {prompt}" for i, (prompt, _) in enumerate(measured["samples"])),
         "timing_command": timing["command"],
         "timing_seconds": f"{timing['seconds']:.1f}",

@@ -36,6 +36,9 @@ class BundleOptions:
     timing_width: int = 128
     timing_height: int = 128
     timing_seconds: float = 2.0
+    #: The classifier-free guidance the model samples with when a call names none (None: the model's own,
+    #: else that of the bundle in ``out`` it replaces).
+    guidance: float | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -44,6 +47,8 @@ class BundleOptions:
             raise InvalidInputError("Say how the model was trained with --note (it goes into MODEL.md).", param="note")
         if self.n < 1:
             raise InvalidInputError(f"--n must be at least 1, got {self.n}.", param="n")
+        if self.guidance is not None and not self.guidance >= 0:
+            raise InvalidInputError(f"--guidance must be at least 0, got {self.guidance:g}.", param="guidance")
         from kinetoscope.devices import resolve_device
 
         self.device = str(resolve_device(self.device))
@@ -60,6 +65,8 @@ def bundle_command(options: BundleOptions) -> str:
         argv += ["--vae", str(options.vae)]
     for run in options.runs:
         argv += ["--run", str(run)]
+    if options.guidance is not None:
+        argv += ["--guidance", f"{options.guidance:g}"]
     argv += [
         "--dtype", options.dtype, "--max-mb", f"{options.max_mb:g}", "--n", str(options.n),
         "--size", f"{options.width}x{options.height}", "--frames", str(options.frames), "--seed", str(options.seed),

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from kinetoscope.errors import CheckpointError, ConfigError
-from kinetoscope.model_dir import read_index, stamp_model_id
+from kinetoscope.model_dir import MODEL_INDEX, model_guidance, read_index, stamp_model_id, write_index
 from kinetoscope.release.options import DTYPES, BundleOptions
 
 
@@ -42,6 +42,11 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
             "model or raise --max-mb.",
             param="max_mb",
         )
+    guidance = options.guidance
+    if guidance is None and "guidance" not in index and (options.out / MODEL_INDEX).is_file():
+        guidance = read_index(options.out).get("guidance")  # a later leg keeps what an earlier one measured
+    if guidance is not None:
+        write_index(stage, read_index(stage) | {"guidance": guidance})
     stamp_model_id(stage, options.out.name)  # the bundle's own name and its (half-precision) weights
     return [_component(d) for d in sorted(stage.iterdir()) if (d / "model.safetensors").is_file()]
 
@@ -102,6 +107,13 @@ def _component(directory: Path) -> dict[str, Any]:
         dtypes = sorted({str(f.get_slice(name).get_dtype()) for name in f.keys()})
     size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
     return {"name": directory.name, "parameters": sum(math.prod(s) for s in shapes), "dtypes": dtypes, "bytes": size}
+
+
+def sampling_guidance(model_dir: Path) -> float:
+    """The guidance the bundle samples with when a call names none (the pipeline's rule)."""
+    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE
+
+    return model_guidance(model_dir, read_index(model_dir), DEFAULT_GUIDANCE)
 
 
 def pipeline_check(model_dir: Path) -> None:

@@ -31,10 +31,11 @@ _OPENAI_DEFAULT_SECONDS = 4
 class Capabilities:
     model: str
     limits: Limits
+    guidance: float = DEFAULT_GUIDANCE  # the model's own, what a request that names none gets
 
     @classmethod
     def from_pipeline(cls, pipeline: Any) -> Capabilities:
-        return cls(pipeline.model_id, pipeline.limits)
+        return cls(pipeline.model_id, pipeline.limits, pipeline.guidance)
 
     @property
     def fps(self) -> float:
@@ -139,7 +140,7 @@ class Capabilities:
             "default_seconds": self.default_seconds,
             "fps": self.fps,
             # The request layer's defaults, so the page suggests what an empty field means.
-            "defaults": {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "strength": EDIT_STRENGTH},
+            "defaults": {"steps": DEFAULT_STEPS, "guidance": self.guidance, "strength": EDIT_STRENGTH},
         }
 
 
