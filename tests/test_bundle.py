@@ -64,7 +64,7 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
 
     card = (out / "MODEL.md").read_text()
     assert "Trained for seconds on a CPU." in card
-    assert "guidance 2.5, the model's own" in card and "--guidance 2.5 --note" in card
+    assert "guidance 2.5, the model's own" in card and "--guidance 2.5 --dtype" in card
     rows = _table_rows(card)
     assert set(rows) == set(SUITES)
     for suite, cells in rows.items():
