@@ -24,7 +24,7 @@ from kinetoscope.release.measure import SUITES, measure, bundle_generator, leg_f
 from kinetoscope.release.options import BundleOptions, bundle_command
 from kinetoscope.release.pictures import draw_loss_curve, sample_sheet
 from kinetoscope.release.runs import copy_run_configs, infer_runs, read_run
-from kinetoscope.release.weights import copy_weights, pipeline_check, sampling_guidance
+from kinetoscope.release.weights import copy_weights, pipeline_check
 
 
 def bundle(options: BundleOptions) -> Path:
@@ -37,7 +37,7 @@ def bundle(options: BundleOptions) -> Path:
         run["label"] = run["name"] if kinds.count(run["name"]) == 1 else Path(run["dir"]).name
     with atomic_directory(options.out) as stage:
         components = copy_weights(options, stage)
-        pipeline_check(stage)
+        guidance = pipeline_check(stage)
         steps = [*SUITES, "floors", "vae", "samples", "timing"]
         measured: dict[str, Any] = {}
         with ProgressBar(len(steps), "bundle", unit="step") as bar:
@@ -54,7 +54,7 @@ def bundle(options: BundleOptions) -> Path:
         legs = append_leg(read_legs(options.out), runs, leg_figures(measured), options.note)
         atomic_write_json(stage / LEGS, legs)
         draw_legs(legs, pictures / "legs.png")
-        card = model_card(options, components, runs, curves, measured, configs, legs, guidance=sampling_guidance(stage))
+        card = model_card(options, components, runs, curves, measured, configs, legs, guidance=guidance)
         atomic_write_text(stage / MODEL_CARD, card)
     return options.out / MODEL_CARD
 

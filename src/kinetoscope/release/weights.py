@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from kinetoscope.errors import CheckpointError, ConfigError
-from kinetoscope.model_dir import MODEL_INDEX, model_guidance, read_index, stamp_model_id, write_index
+from kinetoscope.model_dir import MODEL_INDEX, read_index, stamp_model_id, write_index
 from kinetoscope.release.options import DTYPES, BundleOptions
 
 
@@ -109,15 +109,9 @@ def _component(directory: Path) -> dict[str, Any]:
     return {"name": directory.name, "parameters": sum(math.prod(s) for s in shapes), "dtypes": dtypes, "bytes": size}
 
 
-def sampling_guidance(model_dir: Path) -> float:
-    """The guidance the bundle samples with when a call names none (the pipeline's rule)."""
-    from kinetoscope.pipeline.request import DEFAULT_GUIDANCE
-
-    return model_guidance(model_dir, read_index(model_dir), DEFAULT_GUIDANCE)
-
-
-def pipeline_check(model_dir: Path) -> None:
-    """The bundle loads as a pipeline whose weights are fp32 (half-precision files, full-precision CPU maths)."""
+def pipeline_check(model_dir: Path) -> float:
+    """The bundle loads as a pipeline whose weights are fp32 (half-precision files, full-precision CPU maths);
+    returns the guidance it samples with when a call names none."""
     from kinetoscope.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(model_dir)
@@ -125,3 +119,4 @@ def pipeline_check(model_dir: Path) -> None:
         wrong = {str(p.dtype) for p in module.parameters() if p.dtype != torch.float32}
         if wrong:
             raise CheckpointError(f"The bundled {name} loaded with {', '.join(sorted(wrong))} weights, not float32.")
+    return pipe.guidance

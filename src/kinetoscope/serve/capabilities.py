@@ -16,7 +16,7 @@ from typing import Any
 from kinetoscope.errors import InvalidInputError
 from kinetoscope.pipeline import Limits
 from kinetoscope.pipeline.limits import frames_for, parse_size
-from kinetoscope.pipeline.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, EDIT_STRENGTH
+from kinetoscope.pipeline.request import DEFAULT_STEPS, EDIT_STRENGTH
 
 # ASCII digits only: float() also reads other scripts' digits and "1_0".
 _SECONDS = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?\s*|\s*\.[0-9]+\s*")
@@ -31,7 +31,7 @@ _OPENAI_DEFAULT_SECONDS = 4
 class Capabilities:
     model: str
     limits: Limits
-    guidance: float = DEFAULT_GUIDANCE  # the model's own, what a request that names none gets
+    guidance: float  # the model's own, what a request that names none gets
 
     @classmethod
     def from_pipeline(cls, pipeline: Any) -> Capabilities:
