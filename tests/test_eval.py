@@ -26,7 +26,7 @@ from kinetoscope.eval import (
 )
 from kinetoscope.eval.suites import mp4_round_trip
 from kinetoscope.world import Background, Body, Scene, render_clip, render_state, sample_clip
-from kinetoscope.world.vocabulary import COLORS, PRESET_COLORS
+from kinetoscope.world.vocabulary import COLORS, OCCLUDER_COLOR, PRESET_COLORS
 
 
 def mp4_clip(scenario, seed):
@@ -191,6 +191,32 @@ def test_adherence_sees_a_wrong_direction_and_a_missing_bounce():
     assert not no_bounce.passed
     image = prompt_adherence(clip.frames[:1], clip.caption, fps=clip.fps)  # an image: colour, shape and count only
     assert image.passed and image.count == 3
+
+
+def test_adherence_counts_objects_not_colours():
+    clip = sample_clip("uniform", seed=5)  # one large red ball moving left
+    assert clip.state["occluder"] is None
+
+    def count_claim(frames):
+        result = prompt_adherence(frames, clip.caption, fps=clip.fps)
+        return next(c for c in result.details["claims"] if c["kind"] == "count")
+
+    assert count_claim(mp4_round_trip(clip.frames, clip.fps)) == {"kind": "count", "claim": "1 objects", "passed": True, "seen": {"red": 1}}
+
+    def twice(state):  # the same ball again, higher or lower in the frame
+        again = copy.deepcopy(state["objects"][0])
+        again["position"] = [[x, y + (4.5 if y < 5 else -4.5)] for x, y in again["position"]]
+        state["objects"].append(again)
+
+    doubled = count_claim(mp4_round_trip(rerender(clip.state, twice), clip.fps))
+    assert not doubled["passed"] and doubled["seen"] == {"red": 2}
+
+    def behind_a_post(state):  # a post narrower than the ball splits it in two pieces as it passes
+        state["occluder"] = {"x0": 2.4, "x1": 2.9, "y0": 0.0, "y1": 10.0, "rgb": list(COLORS[OCCLUDER_COLOR])}
+
+    split = mp4_round_trip(rerender(clip.state, behind_a_post), clip.fps)
+    assert [d.color for d in detect_video(split[10:11])[0]] == ["red", "red"]
+    assert count_claim(split)["seen"] == {"red": 1}
 
 
 # ---------------------------------------------------------------- object permanence

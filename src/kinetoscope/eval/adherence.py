@@ -2,7 +2,8 @@
 
 The claims are the language's reading of the prompt (:func:`~kinetoscope.language.claims.prompt_claims`);
 each named colour is tracked as one object (:class:`_Track`) from the detections of
-:mod:`.detect`, and its shape, motion, bounces and collisions are read off that track.
+:mod:`.detect`, and its shape, motion, bounces and collisions are read off that track; the
+count claim counts objects, so a colour drawn twice counts twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from kinetoscope.eval.detect import Detection, detect_video, to_world
+from kinetoscope.eval.detect import Detection, count_objects, detect_video, to_world
 from kinetoscope.eval.metrics import MetricResult, scored
 from kinetoscope.language.claims import ObjectClaim, PromptClaims, prompt_claims
 from kinetoscope.world.vocabulary import DIRECTIONS, VIEW_HEIGHT, WALL_WORDS
@@ -37,7 +38,8 @@ def prompt_adherence(
     Needs nothing but the frames: each named colour must be detected in at least
     ``MIN_FRAMES_PRESENT`` frames (all of them in shorter clips; images are checked for
     colours, shapes and count only), with the named shape by majority over the frames where it is
-    wholly in view; the number of colours present must equal the count; a named direction must be
+    wholly in view; the objects present must number the count, each colour counted by its median
+    over the frames it is seen in (one red ball drawn twice is two objects); a named direction must be
     within ``DIRECTION_TOLERANCE`` of the initial velocity (fitted on the frames before its first
     bounce or collision), ``stays still`` below ``STILL_SPEED``; ``falls`` means it goes down; a
     bounce is a reversal of the velocity component against the named wall, a collision an impulse
@@ -50,7 +52,7 @@ def prompt_adherence(
     if claims.empty:
         return MetricResult("adherence", None, "share of claims", None, 0, "a prompt with nothing the detectors can check")
     detections = detect_video(frames) if detections is None else detections
-    tracks = _colour_tracks(detections, height=frames.shape[1], fps=fps)
+    tracks = _colour_tracks(frames, detections, fps=fps)
     checks = _check_claims(claims, tracks, len(frames), fps)
     passed = sum(ok for _, _, ok, _ in checks)
     return scored(
@@ -73,6 +75,7 @@ class _Track:
     """
 
     seen: int  # frames with a detection of this colour
+    objects: int  # how many objects of this colour a frame shows: the lower median over those frames
     times: np.ndarray  # (K,) seconds of the frames where it is wholly in view
     positions: np.ndarray  # (K, 2)
     radii: np.ndarray  # (K,)
@@ -80,11 +83,14 @@ class _Track:
     impulses: list[tuple[float, np.ndarray, np.ndarray]]  # (time, velocity before, velocity after)
 
 
-def _colour_tracks(detections: list[list[Detection]], *, height: int, fps: float) -> dict[str, _Track]:
+def _colour_tracks(frames: np.ndarray, detections: list[list[Detection]], *, fps: float) -> dict[str, _Track]:
+    height = frames.shape[1]
     seen: dict[str, list[tuple[int, Detection]]] = {}
+    counts: dict[str, list[int]] = {}
     for t, found in enumerate(detections):
-        for color in {d.color for d in found}:
+        for color, count in count_objects(frames[t], found).items():
             seen.setdefault(color, []).append((t, max((d for d in found if d.color == color), key=lambda d: d.area)))
+            counts.setdefault(color, []).append(count)
     tracks = {}
     for color, items in seen.items():
         whole = [(t, d) for t, d in items if not d.cut]
@@ -95,7 +101,8 @@ def _colour_tracks(detections: list[list[Detection]], *, height: int, fps: float
         positions = np.array([to_world(d.center, height=height) for _, d in whole]).reshape(-1, 2)
         radii = np.array([d.radius * VIEW_HEIGHT / height for _, d in whole])
         shape = max(set(shapes), key=shapes.count)
-        tracks[color] = _Track(len(items), times, positions, radii, shape, _impulses(times, positions, 1 / fps))
+        objects = sorted(counts[color])[(len(items) - 1) // 2]
+        tracks[color] = _Track(len(items), objects, times, positions, radii, shape, _impulses(times, positions, 1 / fps))
     return tracks
 
 
@@ -153,7 +160,8 @@ def _check_claims(
             ok, seen = _check_motion(obj, track)
             checks.append(("motion", f"the {name} {_motion_words(obj)}", ok, seen))
     if claims.count is not None:
-        checks.append(("count", f"{claims.count} objects", len(present) == claims.count, sorted(present)))
+        shown = {c: t.objects for c, t in sorted(present.items())}
+        checks.append(("count", f"{claims.count} objects", sum(shown.values()) == claims.count, shown))
     for event in claims.events:
         # An event in the first or last two frames has no before or after to see it by.
         if not moving or (event.frames and all(f < 2 or f > frames - 2 for f in event.frames)):

@@ -59,6 +59,9 @@ MIN_CONTRAST = 45.0
 GROW, RING_INNER, RING_OUTER = 2, 3, 5
 #: Coverage of a border pixel above which the object goes on past the frame's edge.
 FULL_COVERAGE = 0.9
+#: A piece of one colour under this share of the colour's largest object in the frame is a
+#: fragment (a blend, mp4 noise), not another object.
+FRAGMENT_SHARE = 0.25
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -154,6 +157,48 @@ def _core_mask(planes: list[np.ndarray], rgb: tuple[int, int, int]) -> np.ndarra
     for plane, value in zip(planes[1:], rgb[1:]):
         mask &= np.abs(plane - value) <= CORE_TOLERANCE
     return mask
+
+
+def count_objects(frame: np.ndarray, found: Sequence[Detection]) -> dict[str, int]:
+    """How many objects of each colour one uint8 ``(H, W, 3)`` frame shows, from its detections.
+
+    Pieces of one colour that something in front splits apart (the occluder, another object) are
+    one object: the line between their centroids runs over that colour, the occluder or another
+    object all the way, where two objects have background between them. Pieces under
+    ``FRAGMENT_SHARE`` of the colour's largest object are not counted.
+    """
+    by_color: dict[str, list[Detection]] = {}
+    for detection in found:
+        by_color.setdefault(detection.color, []).append(detection)
+    drawn = None
+    counts = {}
+    for color, pieces in by_color.items():
+        group = list(range(len(pieces)))
+        for i, j in ((i, j) for i in range(len(pieces)) for j in range(i)):
+            if drawn is None:
+                drawn = _drawn(frame)
+            if _runs_over(drawn, pieces[i].centroid, pieces[j].centroid):
+                group = [group[i] if g == group[j] else g for g in group]
+        areas = np.bincount(group, weights=[p.area for p in pieces])
+        counts[color] = int((areas >= FRAGMENT_SHARE * areas.max()).sum())
+    return counts
+
+
+def _drawn(frame: np.ndarray) -> np.ndarray:
+    """Pixels on or beside an object's or the occluder's colour (blended edges included)."""
+    planes = [frame[..., c].astype(np.int16) for c in range(3)]
+    mask = np.zeros(frame.shape[:2], dtype=bool)
+    for color in (*OBJECT_COLORS, OCCLUDER_COLOR):
+        mask |= _core_mask(planes, COLORS[color])
+    return ndimage.binary_dilation(mask, _EIGHT, iterations=GROW)
+
+
+def _runs_over(mask: np.ndarray, a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether every pixel on the segment between ``(column, row)`` points ``a`` and ``b`` is in ``mask``."""
+    steps = max(int(2 * math.hypot(b[0] - a[0], b[1] - a[1])), 1) + 1
+    cols = np.clip(np.linspace(a[0], b[0], steps).astype(int), 0, mask.shape[1] - 1)
+    rows = np.clip(np.linspace(a[1], b[1], steps).astype(int), 0, mask.shape[0] - 1)
+    return bool(mask[rows, cols].all())
 
 
 def to_world(point: Sequence[float], *, height: int, camera: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
