@@ -146,6 +146,18 @@ def test_each_leg_counts_only_what_its_runs_added_since_the_last():
     assert append_leg(old, [once], figures, "five")[4]["runs"]["dit"] == {"steps": 100, "cpu_hours": pytest.approx(1.0)}
 
 
+def test_legs_scored_before_the_count_claim_counted_objects_are_marked():
+    from kinetoscope.release.legs import append_leg, legs_table
+
+    old = append_leg([], [_run("runs/a", 100, train_seconds=3600.0)], {"colour": 0.8}, "one")
+    del old[0]["adherence_counts"]  # as legs.json held it before
+    legs = append_leg(old, [_run("runs/a", 200, train_seconds=7200.0)], {"colour": 0.4}, "two")
+    assert legs[1]["adherence_counts"] == "objects"
+    table = legs_table(legs)
+    assert table[2].startswith("| 1* |") and table[3].startswith("| 2 |") and "counted colours" in table[-1]
+    assert "counted colours" not in "\n".join(legs_table(legs[1:]))
+
+
 def test_bundle_ships_a_vae_whose_decoder_trained_on_and_refuses_another_encoder(tiny_model_dir, tmp_path):
     from kinetoscope.release.weights import replace_vae
     from kinetoscope.errors import ConfigError

@@ -20,6 +20,8 @@ from kinetoscope.eval.metrics import MetricResult, scored
 from kinetoscope.language.claims import ObjectClaim, PromptClaims, prompt_claims
 from kinetoscope.world.vocabulary import DIRECTIONS, VIEW_HEIGHT, WALL_WORDS
 
+#: What the count claim counts (a bundle's legs record it: before, it counted colours).
+COUNTS = "objects"
 #: An object counts as present when detected in at least this many frames.
 MIN_FRAMES_PRESENT = 3
 #: A velocity change (world units / s) beyond gravity's that marks a bounce or a collision.

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kinetoscope.eval.adherence import COUNTS
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -60,6 +62,7 @@ def append_leg(previous: list[dict[str, Any]], runs: list[dict[str, Any]], figur
         "cpu_hours": spent,
         "cumulative_cpu_hours": total_hours,
         "figures": figures,
+        "adherence_counts": COUNTS,
     }
     return [*previous, leg]
 
@@ -105,11 +108,14 @@ def legs_table(legs: list[dict[str, Any]]) -> list[str]:
         f = leg["figures"]
         error = f.get("uniform_velocity")
         steps = ", ".join(f"{name} {run['steps']}" for name, run in leg["runs"].items())
+        mark = "" if leg.get("adherence_counts") == COUNTS else "*"
         lines.append(
-            f"| {leg['leg']} | {leg['date']} | {steps} | {leg['cpu_hours']:.2f} ({leg['cumulative_cpu_hours']:.2f}) "
+            f"| {leg['leg']}{mark} | {leg['date']} | {steps} | {leg['cpu_hours']:.2f} ({leg['cumulative_cpu_hours']:.2f}) "
             f"| {_share(f.get('colour'))} | {_share(f.get('shape'))} | {_share(f.get('motion'))} "
             f"| {'–' if error is None else f'{error:.3f}'} |"
         )
+    if any(leg.get("adherence_counts") != COUNTS for leg in legs):
+        lines += ["", f"\\* Scored by the earlier count claim, which counted colours: a named object drawn twice passed. Unmarked legs count {COUNTS}."]
     return lines
 
 
