@@ -312,6 +312,13 @@ def test_suite_with_the_world_oracle_gives_the_floor_and_a_frozen_generator_fail
     with pytest.raises(InvalidInputError, match="uint8 frames of shape"):
         run_suite("uniform", lambda request: request.given, n=1)
 
+    # Five given frames (two whole latent frames of a VAE that compresses time by 4) instead of the suite's three.
+    five = run_suite("parabola", frozen, n=2, seed=1, given=5)
+    assert five.suite.given == 5 and five.to_dict()["given"] == 5
+    assert five.summary()["velocity"]["mean"] != broken["velocity"]["mean"]  # scored from frame 5 on
+    with pytest.raises(InvalidInputError, match="given frames must be from 0 to 31"):
+        run_suite("uniform", frozen, n=1, given=32)
+
 
 # ---------------------------------------------------------------- command line
 def test_cli_eval_videos_writes_json_and_a_report_with_pictures(cli, tmp_path):

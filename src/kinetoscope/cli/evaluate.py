@@ -60,6 +60,9 @@ def eval_world(
     frames: int = typer.Option(32, min=2, help="Frames per clip."),
     fps: float = typer.Option(10.0, help="Frames per second."),
     seed: int = typer.Option(0, help="Seed of the world clips (and of generation)."),
+    given: Optional[int] = typer.Option(
+        None, help="First frames handed to the model instead of the suite's own (3 for the physics suites, none for prompt-only ones)."
+    ),
     device: Device = "auto",
     dtype: Dtype = "auto",
     out: Path = typer.Option(..., help="Folder for results.json, report.md and its pictures."),
@@ -67,13 +70,14 @@ def eval_world(
     """Generate world clips with a model (given their first frames) and score them against the world's ground truth."""
     from kinetoscope.eval.report import write_report
     from kinetoscope.eval.suites import get_suite, pipeline_generator, run_suite
-    from kinetoscope.pipeline.limits import parse_size
 
     get_suite(suite)
-    width, height = parse_size(size)
     model = model or bundled_model(WORLD)
-    generator = pipeline_generator(model, device=device, dtype=dtype)
-    result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps)
+    generator = pipeline_generator(model, device=device, dtype=dtype)  # says so first when there is no pipeline
+    from kinetoscope.pipeline.limits import parse_size
+
+    width, height = parse_size(size)
+    result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps, given=given)
     report = write_report(out, [result], title=f"{model} on the {suite} suite", command=" ".join(["kinetoscope", *sys.argv[1:]]))
     _print_summary([result], report)
 

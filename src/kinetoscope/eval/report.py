@@ -64,7 +64,8 @@ def write_report(out: str | Path, results: list[SuiteResult], *, title: str, com
 
 def _suite_section(result: SuiteResult, pictures: Path) -> list[str]:
     suite = result.suite
-    lines = ["", f"## {suite.name}", "", f"{suite.description[:1].upper()}{suite.description[1:]}.", ""]
+    given = f" The generator was given the first {suite.given} frames." if suite.given else ""
+    lines = ["", f"## {suite.name}", "", f"{suite.description[:1].upper()}{suite.description[1:]}.{given}", ""]
     lines += ["| clip | " + " | ".join(suite.metrics) + " |", "|---" * (len(suite.metrics) + 1) + "|"]
     for clip in result.clips:
         cells = [_cell(clip.metrics.get(name)) for name in suite.metrics]

@@ -276,16 +276,23 @@ def run_suite(
     frames: int = 32,
     fps: float = 10.0,
     keep: int = 3,
+    given: int | None = None,
 ) -> SuiteResult:
     """Draw ``n`` world clips for the suite, have ``generator`` make each, and score what it made.
 
-    The first ``keep`` clips keep their frames and detections for the report's pictures.
+    ``given``: first frames handed to the generator instead of the suite's own (with a VAE that
+    compresses time by 4, ``1 + 4k`` frames are what a pipeline can condition on whole). The
+    first ``keep`` clips keep their frames and detections for the report's pictures.
     """
     from kinetoscope.world import clip_seed, sample_clip
 
     suite = get_suite(name)
     if not (isinstance(n, int) and n >= 1):
         raise InvalidInputError(f"The number of clips must be at least 1, got {n!r}.", param="n")
+    if given is not None:
+        if not (isinstance(given, int) and 0 <= given < frames):
+            raise InvalidInputError(f"The number of given frames must be from 0 to {frames - 1} (frames - 1), got {given!r}.", param="given")
+        suite = dataclasses.replace(suite, given=given)
     clips = []
     with ProgressBar(n, f"eval {name}", unit="clip") as bar:
         for index in range(n):
