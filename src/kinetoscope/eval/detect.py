@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, Iterable, Sequence
 
@@ -174,7 +175,7 @@ def count_objects(frame: np.ndarray, found: Sequence[Detection]) -> dict[str, in
     counts = {}
     for color, pieces in by_color.items():
         group = list(range(len(pieces)))
-        for i, j in ((i, j) for i in range(len(pieces)) for j in range(i)):
+        for i, j in itertools.combinations(range(len(pieces)), 2):
             if drawn is None:
                 drawn = _drawn(frame)
             if _runs_over(drawn, pieces[i].centroid, pieces[j].centroid):
