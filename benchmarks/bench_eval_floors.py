@@ -57,6 +57,7 @@ def speed_word_floor(n: int, seed: int) -> float:
     conditions on whole latent frames, since with a VAE that compresses time by 4 it sees one."""
     given = SUITES["uniform"].given
     ranges = {word: (low, high) for word, low, high in SPEED_WORDS}
+    ((slowest, fastest),) = IN_SPEED
     errors = []
     for index in range(n):
         clip = sample_clip("uniform", seed=clip_seed(seed, index))
@@ -64,7 +65,6 @@ def speed_word_floor(n: int, seed: int) -> float:
         (ball,) = state["objects"]
         vx, vy = ball["velocity"][0]
         low, high = ranges[speed_word(abs(vx))]
-        ((slowest, fastest),) = IN_SPEED
         guess = math.copysign((max(low, slowest) + min(high, fastest)) / 2, vx)
         x = ball["position"][given - 1][0]
         for t in range(given, state["frames"]):
