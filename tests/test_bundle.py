@@ -90,8 +90,10 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
     (leg,) = json.loads((out / "legs.json").read_text())
     assert leg["leg"] == 1 and leg["runs"]["dit"]["steps"] == 30 and leg["runs"]["vae"]["steps"] == 8
     assert leg["cpu_hours"] == pytest.approx(sum(r["cpu_hours"] for r in leg["runs"].values())) and leg["cpu_hours"] > 0
-    assert set(leg["figures"]) == {"colour", "shape", "motion", "uniform_velocity", "vae_psnr", "vae_object_error"}
+    assert set(leg["figures"]) == {"colour", "shape", "motion", "uniform_velocity", "vae_psnr", "vae_object_error", "vae_shape"}
+    assert 0 <= leg["figures"]["vae_shape"] <= 1
     assert re.search(r"Object colour error \(pixels unlike the clip's median colour\): (\d+\.\d levels of 255|–)", card)
+    assert re.search(r"through the VAE read colour \d+%, shape \d+%, motion \d+%: the most", card)
     assert (out / "pictures" / "legs.png").is_file() and "## Training legs" in card
     # ... and bundling again into the same directory appends the next leg to the curve.
     code, _, err = cli("bundle", "--model", tiny_model_dir, "--out", out, "--note", "A second leg.", *SMALL)

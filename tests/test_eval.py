@@ -320,6 +320,26 @@ def test_suite_with_the_world_oracle_gives_the_floor_and_a_frozen_generator_fail
         run_suite("uniform", frozen, n=1, given=32)
 
 
+def test_world_oracle_through_a_vae_scores_what_the_vae_keeps():
+    import torch
+
+    class Codec(torch.nn.Module):  # encode keeps the video; decode keeps it or paints it white
+        def __init__(self, blank: bool):
+            super().__init__()
+            self.blank, self.scale = blank, torch.nn.Parameter(torch.ones(()))
+
+        def encode(self, x):
+            return x * self.scale
+
+        def decode(self, z):
+            return torch.ones_like(z) if self.blank else z
+
+    kept = run_suite("objects", world_oracle(vae=Codec(blank=False)), n=4, frames=21)
+    assert kept.claim_rates() == {"colour": 1.0, "shape": 1.0, "motion": 1.0}
+    lost = run_suite("objects", world_oracle(vae=Codec(blank=True)), n=4, frames=21)
+    assert lost.claim_rates() == {"colour": 0.0, "shape": 0.0, "motion": 0.0}
+
+
 # ---------------------------------------------------------------- command line
 def test_cli_eval_videos_writes_json_and_a_report_with_pictures(cli, tmp_path):
     data = tmp_path / "data"
@@ -372,6 +392,17 @@ def test_cli_eval_world_runs_a_suite_through_a_model_pipeline(cli, tiny_model_di
     assert clip["metrics"]["velocity"]["name"] == "velocity"
     assert (out / "pictures" / "uniform_0_frames.png").is_file() and "uniform" in stdout
     assert "| uniform | velocity |" in (out / "report.md").read_text() and "0.022 (DiT-S" in (out / "report.md").read_text()
+
+    # The world's own clips through the model's VAE: what its transformer could reach at most.
+    code, stdout, err = cli(
+        "eval", "world", "--model", tiny_model_dir, "--suite", "objects", "--n", "2", "--through-vae",
+        "--size", "32x32", "--frames", "9", "--out", tmp_path / "ceiling",
+    )  # fmt: skip
+    assert code == 0, err
+    clips = json.loads((tmp_path / "ceiling" / "results.json").read_text())["suites"]["objects"]["clips"]
+    assert len(clips) == 2 and "through the VAE of" in (tmp_path / "ceiling" / "report.md").read_text()
+    code, _, err = cli("eval", "world", "--model", tiny_model_dir, "--suite", "objects", "--through-vae", "--frames", "8", "--out", out)
+    assert code == 2 and "frames" in err and "Traceback" not in err
 
 
 def test_report_shows_the_papers_figure_beside_each_physics_suite(tmp_path):

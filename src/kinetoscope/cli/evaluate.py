@@ -63,22 +63,36 @@ def eval_world(
     given: Optional[int] = typer.Option(
         None, help="First frames handed to the model instead of the suite's own (3 for the physics suites, none for prompt-only ones)."
     ),
+    through_vae: bool = typer.Option(
+        False,
+        "--through-vae",
+        help="Score the world's own clips after the model's VAE encodes and decodes them: the most its transformer can reach.",
+    ),
     device: Device = "auto",
     dtype: Dtype = "auto",
     out: Path = typer.Option(..., help="Folder for results.json, report.md and its pictures."),
 ) -> None:
     """Generate world clips with a model (given their first frames) and score them against the world's ground truth."""
     from kinetoscope.eval.report import write_report
-    from kinetoscope.eval.suites import get_suite, pipeline_generator, run_suite
+    from kinetoscope.eval.suites import get_suite, pipeline_generator, run_suite, world_oracle
 
     get_suite(suite)
     model = model or bundled_model(WORLD)
-    generator = pipeline_generator(model, device=device, dtype=dtype)  # says so first when there is no pipeline
+    if through_vae:
+        from kinetoscope.vae.evaluate import load_vae
+
+        vae = load_vae(model, device=resolve_device(device))
+        generator, title = world_oracle(vae=vae), f"the world's clips through the VAE of {model} on the {suite} suite"
+    else:
+        generator = pipeline_generator(model, device=device, dtype=dtype)  # says so first when there is no pipeline
+        title = f"{model} on the {suite} suite"
     from kinetoscope.pipeline.limits import parse_size
 
     width, height = parse_size(size)
+    if through_vae:
+        vae.latent_shape(frames, height, width)  # refuse a shape the VAE cannot take before any work
     result = run_suite(suite, generator, n=n, seed=seed, width=width, height=height, frames=frames, fps=fps, given=given)
-    report = write_report(out, [result], title=f"{model} on the {suite} suite", command=" ".join(["kinetoscope", *sys.argv[1:]]))
+    report = write_report(out, [result], title=title, command=" ".join(["kinetoscope", *sys.argv[1:]]))
     _print_summary([result], report)
 
 

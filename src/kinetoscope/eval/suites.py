@@ -98,15 +98,22 @@ class GenerationRequest:
 Generator = Callable[[GenerationRequest], np.ndarray]
 
 
-def world_oracle(*, through_mp4: bool = False) -> Generator:
-    """The world's own simulator as a generator; ``through_mp4`` round-trips its frames through an mp4 file."""
+def world_oracle(*, through_mp4: bool = False, vae: Any = None) -> Generator:
+    """The world's own simulator as a generator; ``through_mp4`` round-trips its frames through an mp4
+    file, and ``vae`` (a :class:`~kinetoscope.vae.CausalVAE`) through its encode and decode: the
+    most a transformer generating that VAE's latents can score."""
     from kinetoscope.world import sample_clip
 
     def generate(request: GenerationRequest) -> np.ndarray:
         clip = sample_clip(
             request.scenario, seed=request.seed, width=request.width, height=request.height, frames=request.frames, fps=request.fps
         )
-        return mp4_round_trip(clip.frames, request.fps) if through_mp4 else clip.frames
+        frames = clip.frames
+        if vae is not None:
+            from kinetoscope.vae.evaluate import reconstruct
+
+            frames, _ = reconstruct(vae, frames)
+        return mp4_round_trip(frames, request.fps) if through_mp4 else frames
 
     return generate
 

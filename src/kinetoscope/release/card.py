@@ -73,6 +73,7 @@ def model_card(
         "vae_clips": vae["clips"],
         "vae_shape": vae["shape"],
         "vae_object_error": "–" if vae["object_error"] is None else f"{vae['object_error']:.1f} levels of 255",
+        "vae_ceiling": ", ".join(f"{kind} {_rate(share)}" for kind, share in vae["objects"].items()),
         "steps": DEFAULT_STEPS,
         "guidance": f"{guidance:g}",
         "prompts": "\n".join(f"{i + 1}. {prompt}" for i, (prompt, _) in enumerate(measured["samples"])),

@@ -76,11 +76,18 @@ def generator_frames(generator, prompt: str, options: BundleOptions) -> np.ndarr
 
 
 def vae_psnr(model_dir: Path, options: BundleOptions) -> dict[str, Any]:
-    """Mean PSNR and SSIM of ``n`` held-out world clips (every in-distribution scenario) through the VAE."""
+    """Mean PSNR and SSIM of ``n`` held-out world clips (every in-distribution scenario) through the
+    VAE, and the objects suite's shares on its own clips through the VAE: the transformer's ceiling."""
+    from kinetoscope.eval import run_suite, world_oracle
     from kinetoscope.vae.evaluate import fit_frames, load_vae, reconstruct
     from kinetoscope.world import clip_seed, sample_clip
 
     vae = load_vae(model_dir, device=options.device)
+    tc = vae.temporal_compression
+    ceiling = run_suite(
+        "objects", world_oracle(vae=vae), n=options.n, seed=options.seed, keep=0, width=options.width,
+        height=options.height, frames=1 + tc * ((options.frames - 1) // tc), fps=options.fps,
+    )  # fmt: skip
     scores = []
     for index in range(options.n):
         clip = sample_clip(
@@ -96,6 +103,7 @@ def vae_psnr(model_dir: Path, options: BundleOptions) -> dict[str, Any]:
         "object_error": float(np.mean(errors)) if errors else None,
         "clips": len(scores),
         "shape": f"{len(frames)}x{frames.shape[2]}x{frames.shape[1]}",
+        "objects": ceiling.claim_rates(),
     }
 
 
@@ -131,7 +139,8 @@ def _quote(arg: str) -> str:
 
 
 def leg_figures(measured: dict[str, Any]) -> dict[str, float | None]:
-    """What a leg is judged by: the objects suite's shares, the uniform velocity error, the VAE's PSNR."""
+    """What a leg is judged by: the objects suite's shares, the uniform velocity error, the VAE's PSNR
+    and the shape share its reconstructions allow."""
     rates = measured["objects"].claim_rates()
     velocity = measured["uniform"].summary()["velocity"]["mean"]
     return {
@@ -139,4 +148,5 @@ def leg_figures(measured: dict[str, Any]) -> dict[str, float | None]:
         "uniform_velocity": velocity,
         "vae_psnr": measured["vae"]["psnr"],
         "vae_object_error": measured["vae"]["object_error"],
+        "vae_shape": measured["vae"]["objects"].get("shape"),
     }
