@@ -1,4 +1,4 @@
-"""What a bundle is measured by: the evaluation suites, the floors, the VAE's PSNR, sample clips
+"""What a bundle is measured by: the evaluation suites, the floors, the VAE's PSNR and ceiling, sample clips
 and the README's main command timed in a fresh process."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def measure(step: str, stage: Path, options: BundleOptions, generator) -> Any:
         oracle = world_oracle(through_mp4=True)
         return {s: run_suite(s, oracle, n=options.n, seed=options.seed, keep=0, **size) for s in PHYSICS}
     if step == "vae":
-        return vae_psnr(stage, options)
+        return vae_figures(stage, options)
     if step == "samples":
         return [(p, generator_frames(generator, p, options)) for p in SAMPLE_PROMPTS]
     if step == "timing":
@@ -75,7 +75,7 @@ def generator_frames(generator, prompt: str, options: BundleOptions) -> np.ndarr
     return generator(request)
 
 
-def vae_psnr(model_dir: Path, options: BundleOptions) -> dict[str, Any]:
+def vae_figures(model_dir: Path, options: BundleOptions) -> dict[str, Any]:
     """Mean PSNR and SSIM of ``n`` held-out world clips (every in-distribution scenario) through the
     VAE, and the objects suite's shares on its own clips through the VAE: the transformer's ceiling."""
     from kinetoscope.eval import run_suite, world_oracle
