@@ -17,21 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import header  # this folder is on the path
 
 PROMPT = "A large red ball moves right at a moderate speed on a plain white background. The camera is static."
-
-
-def cpu_name_and_flags() -> tuple[str, list[str]]:
-    name, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name == "unknown":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return name, [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f") if f in flags]
 
 
 def larger_model(tmp: Path) -> Path:
@@ -65,8 +53,7 @@ def main() -> None:
     from kinetoscope.bundled import WORLD, bundled_model
     from kinetoscope.pipeline import Pipeline
 
-    name, flags = cpu_name_and_flags()
-    print(f"CPU: {name}; bf16 units: {', '.join(flags) or 'none'}; torch {torch.__version__}, {args.threads} threads")
+    print(header(f"{args.steps} sampling steps"))
     with tempfile.TemporaryDirectory() as tmp:
         for label, model, size in (("bundled model", bundled_model(WORLD), 128), ("preset s (22M)", larger_model(Path(tmp)), 256)):
             pipes = {dtype: Pipeline.from_pretrained(model, dtype=dtype) for dtype in ("float32", "bfloat16")}

@@ -25,6 +25,8 @@ from typing import Callable
 
 import torch
 
+from kinetoscope.devices import cpu_flags
+
 DTYPES = ("fp32", "bf16")
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -40,12 +42,7 @@ def cpu_model() -> str:
 
 def bf16_units() -> str:
     """Whether the CPU has AMX-BF16 and AVX-512 BF16 (``/proc/cpuinfo`` flags), and torch's CPU capability."""
-    flags: set[str] = set()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    flags = cpu_flags()
     yes = {True: "yes", False: "no"}
     return (
         f"AMX-BF16 {yes['amx_bf16' in flags]}, AVX-512 BF16 {yes['avx512_bf16' in flags]}, "

@@ -296,3 +296,45 @@ def test_training_steps_under_autocast_track_fp32():
     assert ((losses16 - losses).abs() / losses).max() < 2e-2, (losses.tolist(), losses16.tolist())
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert rel_error(weights16 - start, weights - start) < 1e-1  # the updates themselves agree
+
+
+# --- which precision a training run's ``auto`` picks -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [({"avx2", "amx_bf16", "amx_tile"}, BF16), ({"avx2", "avx512f", "avx512_bf16"}, BF16), ({"avx2", "avx512f"}, None), (set(), None)],
+)
+def test_training_auto_takes_bf16_on_a_cpu_only_with_bf16_units(monkeypatch, flags, expected):
+    from kinetoscope import devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset(flags))
+    assert devices.training_autocast("auto", torch.device("cpu")) is expected
+    assert devices.training_autocast("fp32", torch.device("cpu")) is None
+    assert devices.training_autocast("auto", torch.device("cuda")) is BF16
+
+
+def test_bf16_asked_of_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch, capsys):
+    from kinetoscope import devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert devices.training_autocast("bf16", torch.device("cpu")) is BF16
+    assert "no bf16 units" in capsys.readouterr().err
+    assert devices.training_autocast("bf16", torch.device("cpu"), warn=False) is BF16
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    devices.training_autocast("bf16", torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+
+
+def test_cpu_flags_are_read_from_cpuinfo_as_listed():
+    from pathlib import Path
+
+    from kinetoscope.devices import cpu_flags
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        assert cpu_flags() == frozenset()
+        return
+    line = next((l for l in cpuinfo.read_text().splitlines() if l.startswith("flags")), "flags:")
+    assert cpu_flags() == frozenset(line.split(":", 1)[1].split())

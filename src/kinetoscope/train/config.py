@@ -101,7 +101,7 @@ class TrainConfig(Config):
     grad_accum: int = 1
     #: Gradient-norm clip; 0 disables clipping.
     grad_clip: float = 1.0
-    #: ``auto`` = bf16 autocast on CUDA, fp32 on CPU.
+    #: ``auto`` = bf16 autocast on CUDA and on a CPU with bf16 units (AMX, AVX-512 BF16), else fp32.
     precision: str = "auto"
     parallel: str = "none"
     activation_checkpointing: bool = False

@@ -34,6 +34,7 @@ from torch.distributed.tensor import DTensor
 from kinetoscope.data.batching import PlanState
 from kinetoscope.data.loader import LoadedBatch, load_batches
 from kinetoscope.data.seeding import derive_seed
+from kinetoscope.devices import training_autocast
 from kinetoscope.errors import CheckpointError, ConfigError, KinetoscopeError
 from kinetoscope.files import atomic_write_json
 from kinetoscope.progress import ProgressBar
@@ -91,8 +92,7 @@ class Trainer:
         options = task_cls.config_class.from_dict(config.task_options)
         self.task: Task = task_cls(options, config, info, self.run_dir)
         self.device = info.device
-        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = training_autocast(config.precision, self.device, warn=info.is_main)
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> int:
