@@ -336,5 +336,5 @@ def test_cpu_flags_are_read_from_cpuinfo_as_listed():
     if not cpuinfo.exists():
         assert cpu_flags() == frozenset()
         return
-    line = next((l for l in cpuinfo.read_text().splitlines() if l.startswith("flags")), "flags:")
+    line = next((row for row in cpuinfo.read_text().splitlines() if row.startswith("flags")), "flags:")
     assert cpu_flags() == frozenset(line.split(":", 1)[1].split())
