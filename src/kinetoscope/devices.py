@@ -51,9 +51,10 @@ def cpu_has_bf16_units() -> bool:
 def training_autocast(precision: str, device: torch.device, *, warn: bool = True) -> torch.dtype | None:
     """The autocast dtype of a training run's ``precision`` (``auto``, ``fp32``, ``bf16``) on ``device``, or None;
     ``warn``: say so on stderr when bf16 is asked of a CPU that would emulate it."""
+    emulated = device.type == "cpu" and not cpu_has_bf16_units()
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16_units()) else None
-    if warn and precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_units():
+        return torch.bfloat16 if device.type in ("cuda", "cpu") and not emulated else None
+    if warn and precision == "bf16" and emulated:
         print(
             "precision bf16: this CPU has no bf16 units (AMX-BF16 or AVX-512 BF16), so torch emulates bf16 and "
             "training runs several times slower than in fp32; precision auto picks the faster.",
