@@ -40,8 +40,9 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
 
     out = tmp_path / "world"
     code, stdout, err = cli(
-        "bundle", "--model", tiny_model_dir, "--out", out, "--note", "Trained for seconds on a CPU.", "--guidance", "2.5", *SMALL
-    )
+        "bundle", "--model", tiny_model_dir, "--out", out, "--note", "Trained for seconds on a CPU.", "--guidance", "2.5",
+        "--sample-shift", "2", *SMALL
+    )  # fmt: skip
     assert code == 0, err
     assert f"wrote {out}" in stdout
 
@@ -56,6 +57,7 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
     pipe = Pipeline.from_pretrained(out)
     assert {p.dtype for m in (pipe.vae, pipe.dit, pipe.text_encoder) for p in m.parameters()} == {torch.float32}
     assert pipe.model_id.startswith("world-") and pipe.guidance == 2.5  # what every measurement below sampled with
+    assert pipe.flow.sample_shift == 2.0
     clip = tmp_path / "clip.mp4"
     code, _, err = cli("generate", "a red ball moves right", "--model", out, "--width", "32", "--height", "32",
                        "--frames", "5", "--steps", "2", "--out", clip)  # fmt: skip
@@ -64,7 +66,7 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
 
     card = (out / "MODEL.md").read_text()
     assert "Trained for seconds on a CPU." in card
-    assert "guidance 2.5, the model's own" in card and "--guidance 2.5 --dtype" in card
+    assert "guidance 2.5, sampling shift 2, the model's own" in card and "--guidance 2.5 --sample-shift 2 --dtype" in card
     rows = _table_rows(card)
     assert set(rows) == set(SUITES)
     for suite, cells in rows.items():
@@ -100,7 +102,8 @@ def test_bundle_ships_fp16_weights_that_load_and_generate_with_a_model_card(tiny
     assert code == 0, err
     legs = json.loads((out / "legs.json").read_text())
     assert [leg["leg"] for leg in legs] == [1, 2] and legs[1]["note"] == "A second leg."
-    assert json.loads((out / "model_index.json").read_text())["guidance"] == 2.5  # the guidance leg 1 was given
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["guidance"] == 2.5 and index["flow"]["sample_shift"] == 2.0  # what leg 1 was given
     # Its runs trained no further, so it adds no steps and no CPU-hours.
     assert legs[1]["runs"] == {} and legs[1]["cumulative_cpu_hours"] == pytest.approx(legs[0]["cumulative_cpu_hours"])
 

@@ -43,6 +43,17 @@ def test_shift_grows_with_token_count():
     assert shifts[3] == pytest.approx(config.shift_at_max)
 
 
+def test_the_sampling_shift_is_trainings_shifted_further():
+    t = torch.linspace(0, 1, 11)
+    assert close(flow.shift(flow.shift(t, 1.5), 2.0), flow.shift(t, 3.0))  # shifts compose by multiplying
+    plain, shifted = flow.FlowConfig(), flow.FlowConfig(sample_shift=2.5)
+    for n in (16, 384, 4096):
+        assert flow.sampling_shift(n, plain) == pytest.approx(flow.shift_for_tokens(n, plain))
+        assert flow.sampling_shift(n, shifted) == pytest.approx(2.5 * flow.shift_for_tokens(n, plain))
+    with pytest.raises(ConfigError, match="shifts must be positive"):
+        flow.FlowConfig(sample_shift=0.0)
+
+
 def test_timesteps_run_from_noise_to_data():
     ts = flow.timesteps(10, 3.0)
     assert ts.shape == (11,) and ts[0] == 1 and ts[-1] == 0

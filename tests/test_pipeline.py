@@ -375,6 +375,27 @@ def test_a_call_that_names_no_guidance_gets_the_models_own(tiny_model_dir, tmp_p
         Pipeline.from_pretrained(tmp_path / "model")
 
 
+def test_the_sampler_shifts_its_times_further_by_the_models_sample_shift(tiny_model_dir, tmp_path, monkeypatch):
+    import kinetoscope.pipeline.core as core
+    from kinetoscope.model_dir import read_index
+
+    pipe = Pipeline.from_pretrained(tiny_model_dir)
+    assert pipe.flow.sample_shift == 1.0
+    pipe.flow.sample_shift = 2.5
+    pipe.save_pretrained(tmp_path / "model")
+    assert read_index(tmp_path / "model")["flow"]["sample_shift"] == 2.5
+    again = Pipeline.from_pretrained(tmp_path / "model")
+
+    shifts = []
+    sample = core.sample
+    monkeypatch.setattr(core, "sample", lambda *a, **k: shifts.append(k["time_shift"]) or sample(*a, **k))
+    small = {"width": 32, "height": 32, "num_frames": 5, "steps": 2, "seed": 0}
+    shifted = again("a red ball moves right", **small)
+    plain = Pipeline.from_pretrained(tiny_model_dir)("a red ball moves right", **small)
+    assert len(shifts) == 2 and shifts[0] == pytest.approx(2.5 * shifts[1]) and shifts[1] >= 1
+    assert not np.array_equal(shifted.latents, plain.latents)
+
+
 def test_device_and_dtype_auto_and_by_name():
     from kinetoscope.devices import resolve_device, resolve_dtype
     from kinetoscope.errors import InvalidInputError

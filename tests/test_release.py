@@ -74,7 +74,7 @@ def test_the_card_template_is_filled_in_everywhere(tmp_path):
     from kinetoscope.pipeline.request import DEFAULT_STEPS
     from kinetoscope.release.card import model_card, template
 
-    card = model_card(*card_inputs(tmp_path), guidance=2.5)
+    card = model_card(*card_inputs(tmp_path), guidance=2.5, sample_shift=2)
     assert "$" not in card
     # The only braces are the objects suite's prompt pattern, which the card quotes.
     assert re.findall(r"\{\w*\}", card) == ["{colour}", "{shape}", "{direction}"]
@@ -84,7 +84,7 @@ def test_the_card_template_is_filled_in_everywhere(tmp_path):
     assert "| world: uniform, bounce; sizes 32x32; frames 1, 5 at 10 fps | 8 of 8 | time limit (30 min budget) |" in card
     assert "![dit loss](pictures/loss_dit.png)" in card and "![legs](pictures/legs.png)" in card
     assert "2 clips per suite, 32x32, 9 frames at 10 fps, seed 0;" in card
-    assert f"(seed 0, {DEFAULT_STEPS} steps, guidance 2.5, the model's own)" in card
+    assert f"(seed 0, {DEFAULT_STEPS} steps, guidance 2.5, sampling shift 2, the model's own)" in card
     assert "| uniform | velocity | 0.031 units/s | 50% | 2 of 3 | 33.25 dB | 0.011 | 0.022 (DiT-S" in card
     assert "Object colour error (pixels unlike the clip's median colour): –." in card
     assert "through the VAE read colour 100%, shape 85%, motion 98%: the most the transformer can reach" in card

@@ -79,6 +79,11 @@ def bundle_command(
         help="The guidance the model samples with when a call names none (measure it first). "
         "Default: the model's own, else that of the bundle it replaces.",
     ),
+    sample_shift: Optional[float] = typer.Option(
+        None,
+        help="A further time shift of the sampler, on top of training's (above 1: more steps at high noise; "
+        "measure it first). Default: that of the bundle it replaces, else the model's own.",
+    ),
 ) -> None:
     """Ship a trained model: copy it in fp16, evaluate it, time the main command and write MODEL.md."""
     from kinetoscope.release import BundleOptions, bundle
@@ -90,6 +95,7 @@ def bundle_command(
         model=model, out=out, captioner=captioner, vae=vae, runs=tuple(run or ()), dtype=dtype, max_mb=max_mb, n=n,
         width=width, height=height, frames=frames, seed=seed, device=device, note=note,
         timing_width=timing_width, timing_height=timing_height, timing_seconds=timing_seconds, guidance=guidance,
+        sample_shift=sample_shift,
     )  # fmt: skip
     card = bundle(options)
     typer.echo(f"wrote {card.parent} and its model card {card}")

@@ -20,7 +20,7 @@ import torch
 
 from kinetoscope.dit import DiT, PackedBatch, pack
 from kinetoscope.errors import CheckpointError, InvalidInputError
-from kinetoscope.flow import FlowConfig, sample, shift_for_tokens
+from kinetoscope.flow import FlowConfig, sample, sampling_shift
 from kinetoscope.io import Video, frames_to_tensor, write_image, write_video
 from kinetoscope.pipeline import plan as plans
 from kinetoscope.pipeline.limits import Limits, nearest_multiple
@@ -279,7 +279,7 @@ class Pipeline:
             cond,
             batch.tokens,
             request.steps,
-            time_shift=shift_for_tokens(len(batch.tokens), self.flow),
+            time_shift=sampling_shift(len(batch.tokens), self.flow),
             uncond_velocity=uncond,
             guidance=guidance,
             guidance_rescale=request.guidance_rescale,

@@ -37,7 +37,7 @@ def bundle(options: BundleOptions) -> Path:
         run["label"] = run["name"] if kinds.count(run["name"]) == 1 else Path(run["dir"]).name
     with atomic_directory(options.out) as stage:
         components = copy_weights(options, stage)
-        guidance = pipeline_check(stage)
+        guidance, sample_shift = pipeline_check(stage)
         steps = [*SUITES, "floors", "vae", "samples", "timing"]
         measured: dict[str, Any] = {}
         with ProgressBar(len(steps), "bundle", unit="step") as bar:
@@ -54,7 +54,7 @@ def bundle(options: BundleOptions) -> Path:
         legs = append_leg(read_legs(options.out), runs, leg_figures(measured), options.note)
         atomic_write_json(stage / LEGS, legs)
         draw_legs(legs, pictures / "legs.png")
-        card = model_card(options, components, runs, curves, measured, configs, legs, guidance=guidance)
+        card = model_card(options, components, runs, curves, measured, configs, legs, guidance=guidance, sample_shift=sample_shift)
         atomic_write_text(stage / MODEL_CARD, card)
     return options.out / MODEL_CARD
 

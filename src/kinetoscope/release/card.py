@@ -49,6 +49,7 @@ def model_card(
     legs: list[dict[str, Any]],
     *,
     guidance: float,
+    sample_shift: float,
 ) -> str:
     """``MODEL.md``: the template filled in; every placeholder must have a value (a missing one raises KeyError)."""
     from kinetoscope.pipeline.request import DEFAULT_STEPS
@@ -76,6 +77,7 @@ def model_card(
         "vae_ceiling": ", ".join(f"{kind} {_rate(share)}" for kind, share in vae["objects"].items()),
         "steps": DEFAULT_STEPS,
         "guidance": f"{guidance:g}",
+        "sample_shift": f"{sample_shift:g}",
         "prompts": "\n".join(f"{i + 1}. {prompt}" for i, (prompt, _) in enumerate(measured["samples"])),
         "timing_command": timing["command"],
         "timing_seconds": f"{timing['seconds']:.1f}",

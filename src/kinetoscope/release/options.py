@@ -39,6 +39,8 @@ class BundleOptions:
     #: The classifier-free guidance the model samples with when a call names none (None: the model's own,
     #: else that of the bundle in ``out`` it replaces).
     guidance: float | None = None
+    #: The further time shift of the sampler (:attr:`kinetoscope.flow.FlowConfig.sample_shift`); None as for guidance.
+    sample_shift: float | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -49,6 +51,8 @@ class BundleOptions:
             raise InvalidInputError(f"--n must be at least 1, got {self.n}.", param="n")
         if self.guidance is not None and not self.guidance >= 0:
             raise InvalidInputError(f"--guidance must be at least 0, got {self.guidance:g}.", param="guidance")
+        if self.sample_shift is not None and not self.sample_shift > 0:
+            raise InvalidInputError(f"--sample-shift must be above 0, got {self.sample_shift:g}.", param="sample_shift")
         from kinetoscope.devices import resolve_device
 
         self.device = str(resolve_device(self.device))
@@ -67,6 +71,8 @@ def bundle_command(options: BundleOptions) -> str:
         argv += ["--run", str(run)]
     if options.guidance is not None:
         argv += ["--guidance", f"{options.guidance:g}"]
+    if options.sample_shift is not None:
+        argv += ["--sample-shift", f"{options.sample_shift:g}"]
     argv += [
         "--dtype", options.dtype, "--max-mb", f"{options.max_mb:g}", "--n", str(options.n),
         "--size", f"{options.width}x{options.height}", "--frames", str(options.frames), "--seed", str(options.seed),

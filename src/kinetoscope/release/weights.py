@@ -42,13 +42,27 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
             "model or raise --max-mb.",
             param="max_mb",
         )
-    guidance = options.guidance
-    if guidance is None and "guidance" not in index and (options.out / MODEL_INDEX).is_file():
-        guidance = read_index(options.out).get("guidance")  # a later leg keeps what an earlier one measured
-    if guidance is not None:
-        write_index(stage, read_index(stage) | {"guidance": guidance})
+    _write_sampling_defaults(options, stage, index)
     stamp_model_id(stage, options.out.name)  # the bundle's own name and its (half-precision) weights
     return [_component(d) for d in sorted(stage.iterdir()) if (d / "model.safetensors").is_file()]
+
+
+def _write_sampling_defaults(options: BundleOptions, stage: Path, index: dict[str, Any]) -> None:
+    """The guidance and sampling shift a call gets when it names none: as asked, else (a later leg keeps
+    what an earlier one measured) those of the bundle being replaced, else the model's own."""
+    previous = read_index(options.out) if (options.out / MODEL_INDEX).is_file() else {}
+    guidance = options.guidance
+    if guidance is None and "guidance" not in index:
+        guidance = previous.get("guidance")
+    sample_shift = options.sample_shift
+    if sample_shift is None:
+        sample_shift = previous.get("flow", {}).get("sample_shift")
+    shipped = read_index(stage)
+    if guidance is not None:
+        shipped["guidance"] = guidance
+    if sample_shift is not None:
+        shipped["flow"] = shipped.get("flow", {}) | {"sample_shift": sample_shift}
+    write_index(stage, shipped)
 
 
 def replace_vae(shipped: Path, vae: Path, dtype: torch.dtype) -> None:
@@ -109,9 +123,9 @@ def _component(directory: Path) -> dict[str, Any]:
     return {"name": directory.name, "parameters": sum(math.prod(s) for s in shapes), "dtypes": dtypes, "bytes": size}
 
 
-def pipeline_check(model_dir: Path) -> float:
+def pipeline_check(model_dir: Path) -> tuple[float, float]:
     """The bundle loads as a pipeline whose weights are fp32 (half-precision files, full-precision CPU maths);
-    returns the guidance it samples with when a call names none."""
+    returns the guidance and sampling shift it samples with when a call names none."""
     from kinetoscope.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(model_dir)
@@ -119,4 +133,4 @@ def pipeline_check(model_dir: Path) -> float:
         wrong = {str(p.dtype) for p in module.parameters() if p.dtype != torch.float32}
         if wrong:
             raise CheckpointError(f"The bundled {name} loaded with {', '.join(sorted(wrong))} weights, not float32.")
-    return pipe.guidance
+    return pipe.guidance, pipe.flow.sample_shift
