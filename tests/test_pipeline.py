@@ -377,6 +377,7 @@ def test_a_call_that_names_no_guidance_gets_the_models_own(tiny_model_dir, tmp_p
 
 def test_the_sampler_shifts_its_times_further_by_the_models_sample_shift(tiny_model_dir, tmp_path, monkeypatch):
     import kinetoscope.pipeline.core as core
+    from kinetoscope.flow import shift_for_tokens
     from kinetoscope.model_dir import read_index
 
     pipe = Pipeline.from_pretrained(tiny_model_dir)
@@ -392,7 +393,10 @@ def test_the_sampler_shifts_its_times_further_by_the_models_sample_shift(tiny_mo
     small = {"width": 32, "height": 32, "num_frames": 5, "steps": 2, "seed": 0}
     shifted = again("a red ball moves right", **small)
     plain = Pipeline.from_pretrained(tiny_model_dir)("a red ball moves right", **small)
-    assert len(shifts) == 2 and shifts[0] == pytest.approx(2.5 * shifts[1]) and shifts[1] >= 1
+    pt, ph, pw = pipe.dit.config.patch_size
+    _, t, h, w = shifted.latents.shape
+    tokens = (t // pt) * (h // ph) * (w // pw)
+    assert shifts == [pytest.approx(2.5 * shift_for_tokens(tokens, pipe.flow)), pytest.approx(shift_for_tokens(tokens, pipe.flow))]
     assert not np.array_equal(shifted.latents, plain.latents)
 
 
