@@ -119,6 +119,11 @@ def test_bundle_refuses_over_the_size_limit_and_keeps_the_old_bundle(tiny_model_
     assert not list(Path(tmp_path).glob(".world.*"))  # no staging directory left behind
     code, _, err = cli("bundle", "--model", tmp_path, "--note", "n", "--out", tmp_path / "x")
     assert code == 2 and "model_index.json is missing" in err
+    for option, value, words in (("--guidance", "-1", "--guidance must be at least 0, got -1."),
+                                 ("--sample-shift", "0", "--sample-shift must be above 0, got 0.")):
+        code, _, err = cli("bundle", "--model", tiny_model_dir, "--note", "n", "--out", out, option, value, *SMALL)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
 
 
 def _run(directory: str, steps: int, **summary) -> dict:
