@@ -48,8 +48,9 @@ def copy_weights(options: BundleOptions, stage: Path) -> list[dict[str, Any]]:
 
 
 def _write_sampling_defaults(options: BundleOptions, stage: Path, index: dict[str, Any]) -> None:
-    """The guidance and sampling shift a call gets when it names none: as asked, else (a later leg keeps
-    what an earlier one measured) those of the bundle being replaced, else the model's own."""
+    """The guidance and sampling shift a call gets when it names none, as asked; else a later leg keeps what
+    an earlier one measured: the replaced bundle's guidance where the export names none, and its sampling
+    shift always (every export writes one, training's default)."""
     previous = read_index(options.out) if (options.out / MODEL_INDEX).is_file() else {}
     guidance = options.guidance
     if guidance is None and "guidance" not in index:
