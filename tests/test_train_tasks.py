@@ -90,6 +90,40 @@ def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
     assert (final / "vae" / "model.safetensors").is_file()
 
 
+def test_a_fine_tune_grown_deeper_starts_where_its_source_ended_and_resumes(world_data, tmp_path, cli):
+    """`task.model.depth` above init_from's grows the transformer by no-op copies: the first step's
+    loss is a plain fine-tune's, the run resumes exactly, and the export has the new depth."""
+    from kinetoscope.dit import DiT
+
+    base_run = tmp_path / "base"
+    base_cfg = dit_config(world_data, base_run)
+    base_cfg.update(sample_every=0)
+    assert run_cli(cli, tmp_path, "dit", base_cfg)[0] == 0
+    base = base_run / "final"
+
+    def tune(run, steps, **model):
+        cfg = dit_config(world_data, run, init_from=str(base), model=model)
+        cfg.update(sample_every=0, steps=steps, checkpoint_every=1)
+        del cfg["task"]["vae"]
+        return run_cli(cli, tmp_path, "dit", cfg)
+
+    assert tune(tmp_path / "plain", 1)[0] == 0
+    code, _, err = tune(tmp_path / "grown", 2, depth=4, width=64)
+    assert code == 0, err
+    plain, grown = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "grown")
+    assert math.isclose(float(grown[0]["loss"]), float(plain[0]["loss"]), rel_tol=1e-4), (grown[0], plain[0])
+    assert tune(tmp_path / "grown", 3, depth=4)[0] == 0  # resumes from step 2's checkpoint
+    assert [int(r["step"]) for r in read_metrics(tmp_path / "grown")] == [1, 2, 3]
+    dit = DiT.from_pretrained(tmp_path / "grown" / "final" / "dit")
+    source = DiT.from_pretrained(base / "dit")
+    assert dit.config.depth == 4 and dit.config.replace(depth=2) == source.config
+    assert not torch.equal(dit.blocks[1].video.out.weight, torch.zeros_like(dit.blocks[1].video.out.weight))
+
+    code, _, err = tune(tmp_path / "wide", 1, width=96)
+    assert code == 2 and "task.model.width is 96 but task.init_from's transformer has 64" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_lora_fine_tune_trains_only_adapters_and_exports_merged(world_data, tmp_path, cli):
     from safetensors.torch import load_file
 

@@ -38,6 +38,8 @@ TOKENIZER_FILE = "tokenizer.json"
 @dataclasses.dataclass
 class DiTTaskConfig(Config):
     #: ``DiTConfig`` preset and field overrides (``in_channels`` and ``text_dim`` follow the VAE and text encoder).
+    #: A fine-tune (``init_from``) keeps its source's shape; a greater ``depth`` grows it by blocks
+    #: that start as no-ops (:mod:`kinetoscope.dit.growth`), so training goes on from what it computes.
     preset: str = "tiny"
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: The frozen VAE: a saved ``CausalVAE`` directory (default: ``init_from``'s ``vae/``).
@@ -158,12 +160,16 @@ class DiTTask(Task):
 
     def build_models(self) -> dict[str, nn.Module]:
         from kinetoscope.dit import DiT, DiTConfig
+        from kinetoscope.dit.growth import deepen, grown_config
         from kinetoscope.text import TextEncoder
 
         o = self.options
         models: dict[str, nn.Module] = {}
         if o.init_from:
             dit = DiT.from_pretrained(Path(o.init_from) / "dit").train()
+            depth = grown_config(dit.config, o.model).depth
+            if depth > dit.config.depth:
+                dit = deepen(dit, depth)
         else:
             text_dim = self.hf_text.dim if self.hf_text is not None else self._text_config().width
             config = DiTConfig.from_preset(
