@@ -79,3 +79,5 @@ def test_a_fine_tune_keeps_the_sources_shape_except_a_greater_depth():
         grown_config(source, {"width": 96})
     with pytest.raises(ConfigError, match="may grow, not shrink"):
         grown_config(source, {"depth": 1})
+    with pytest.raises(ConfigError, match="has no field 'dept'"):
+        grown_config(source, {"dept": 4})

@@ -91,19 +91,16 @@ def grown_config(source: DiTConfig, requested: Mapping[str, Any]) -> DiTConfig:
 
     Any other field ``requested`` names must be ``source``'s: weights cannot take another shape.
     """
-    for key, value in requested.items():
-        if key == "depth" or not hasattr(source, key):
-            continue
-        have = getattr(source, key)
-        if (tuple(value) if isinstance(value, list) else value) != have:
+    wanted = source.replace(**requested)
+    for key in requested:
+        if key != "depth" and getattr(wanted, key) != getattr(source, key):
             raise ConfigError(
-                f"task.model.{key} is {value} but task.init_from's transformer has {have}; "
-                "a fine-tune keeps its shape, except depth, which may grow."
+                f"task.model.{key} is {getattr(wanted, key)} but task.init_from's transformer has "
+                f"{getattr(source, key)}; a fine-tune keeps its shape, except depth, which may grow."
             )
-    depth = int(requested.get("depth", source.depth))
-    if depth < source.depth:
+    if wanted.depth < source.depth:
         raise ConfigError(
-            f"task.model.depth is {depth} but task.init_from's transformer has {source.depth} blocks; "
+            f"task.model.depth is {wanted.depth} but task.init_from's transformer has {source.depth} blocks; "
             "depth may grow, not shrink."
         )
-    return source.replace(depth=depth)
+    return wanted
