@@ -62,18 +62,21 @@ def _copy_block(source: nn.Module, target: nn.Module) -> None:
             rows = have[name].shape[0]
             param[:rows].copy_(have[name])  # a stream without outputs has 2 modulation rows of 6
             param[rows:].zero_()
-    for name in ("video", "text"):
-        stream = getattr(target, name, None)
-        if hasattr(stream, "out") and f"{name}.out.weight" not in have:
+    for name, stream in _streams_with_outputs(target):
+        if f"{name}.out.weight" not in have:
             _zero_stream_outputs(stream)
 
 
 def _zero_outputs(block: nn.Module) -> None:
-    for stream in (getattr(block, "video", None), getattr(block, "text", None)):
-        if stream is not None and hasattr(stream, "out"):
-            _zero_stream_outputs(stream)
+    for _, stream in _streams_with_outputs(block):
+        _zero_stream_outputs(stream)
     if hasattr(block, "cross"):
         _zero_linear(block.cross.out)
+
+
+def _streams_with_outputs(block: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The block's token streams (video; text in a joint block) that write back to their tokens."""
+    return [(name, getattr(block, name)) for name in ("video", "text") if hasattr(getattr(block, name, None), "out")]
 
 
 def _zero_stream_outputs(stream: nn.Module) -> None:
