@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kinetoscope.dit import DiT, DiTConfig, pack
-from kinetoscope.dit.growth import block_sources, deepen, grown_config
+from kinetoscope.dit.growth import block_sources, deepen, grown_config, refine_patch
 from kinetoscope.errors import ConfigError
 from test_dit import assert_close, mixed_latents, randomized, text_inputs
 
@@ -81,3 +81,42 @@ def test_a_fine_tune_keeps_the_sources_shape_except_a_greater_depth():
         grown_config(source, {"depth": 1})
     with pytest.raises(ConfigError, match="has no field 'dept'"):
         grown_config(source, {"dept": 4})
+
+
+def test_a_refined_patch_computes_what_the_coarse_model_did_on_a_latent_smooth_across_its_patches():
+    """Each 1x2x2 token becomes four 1x1x1 tokens: on a latent constant over every coarse patch, the
+    fine model's output averaged over each patch is the coarse model's mean output there."""
+    config = DiTConfig.from_preset("tiny")
+    model = randomized(DiT(config), seed=3)
+    fine = refine_patch(model, (1, 1, 1))
+    assert fine.config.patch_size == (1, 1, 1) and fine.config.position_scale == (1.0, 0.5, 0.5)
+    assert fine.config.replace(patch_size=(1, 2, 2), position_scale=(1.0, 1.0, 1.0)) == config
+    g = torch.Generator().manual_seed(0)
+    coarse_latent = torch.randn(config.in_channels, 3, 4, 4, generator=g)
+    latent = coarse_latent.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    text, mask = text_inputs([4], config.text_dim)
+    outputs = []
+    for net in (model, fine):
+        batch = pack([latent], net.config.patch_size)
+        with torch.no_grad():
+            velocity = batch.unpack(net(batch, batch.per_sample(torch.tensor([0.6])), text, mask))[0]
+        outputs.append(torch.nn.functional.avg_pool2d(velocity.flatten(0, 1), 2))
+    coarse, refined = outputs
+    assert coarse.abs().mean() > 0.1  # a trained-looking model says something
+    assert (refined - coarse).norm() < 0.02 * coarse.norm()
+    # The weights behind it: a fine token's embedding sums the coarse patch's, its output is their mean.
+    assert torch.allclose(fine.patch_embed.weight, model.patch_embed.weight.unflatten(1, (4, 2, 2)).sum((2, 3)))
+    assert torch.allclose(fine.head.proj.bias, model.head.proj.bias.unflatten(0, (4, 2, 2)).mean((1, 2)))
+    assert torch.equal(fine.blocks[1].video.qkv.weight, model.blocks[1].video.qkv.weight)
+
+
+def test_a_patch_may_only_get_finer_by_a_divisor():
+    source = DiTConfig.from_preset("tiny")
+    assert grown_config(source, {"patch_size": [1, 1, 1], "depth": 3}) == source.replace(
+        patch_size=(1, 1, 1), position_scale=(1.0, 0.5, 0.5), depth=3
+    )
+    for patch in ([1, 4, 4], [1, 3, 3], [2, 2, 2]):
+        with pytest.raises(ConfigError, match="a patch may only get finer, by a divisor of each axis"):
+            grown_config(source, {"patch_size": patch})
+    with pytest.raises(ConfigError, match="position_scale"):
+        DiTConfig.from_preset("tiny", position_scale=(1.0, 0.0, 1.0))

@@ -92,7 +92,8 @@ def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
 
 def test_a_fine_tune_grown_deeper_starts_where_its_source_ended_and_resumes(world_data, tmp_path, cli):
     """`task.model.depth` above init_from's grows the transformer by no-op copies: the first step's
-    loss is a plain fine-tune's, the run resumes exactly, and the export has the new depth."""
+    loss is a plain fine-tune's, the run resumes exactly, and the export has the new depth. A finer
+    `task.model.patch_size` trains and exports refined tokens."""
     from kinetoscope.dit import DiT
 
     base_run = tmp_path / "base"
@@ -118,6 +119,14 @@ def test_a_fine_tune_grown_deeper_starts_where_its_source_ended_and_resumes(worl
     source = DiT.from_pretrained(base / "dit")
     assert dit.config.depth == 4 and dit.config.replace(depth=2) == source.config
     assert not torch.equal(dit.blocks[1].video.out.weight, torch.zeros_like(dit.blocks[1].video.out.weight))
+
+    assert tune(tmp_path / "fine", 1, patch_size=[1, 1, 1])[0] == 0
+    fine = DiT.from_pretrained(tmp_path / "fine" / "final" / "dit")
+    assert fine.config.patch_size == (1, 1, 1) and fine.config.position_scale == (1.0, 0.5, 0.5)
+    assert fine.patch_embed.weight.shape[1] * 4 == source.patch_embed.weight.shape[1]
+    flows = [json.loads((d / "model_index.json").read_text())["flow"] for d in (base, tmp_path / "fine" / "final")]
+    for key in ("base_tokens", "max_tokens"):  # each clip keeps its noise shift
+        assert flows[1][key] == 4 * flows[0][key]
 
     code, _, err = tune(tmp_path / "wide", 1, width=96)
     assert code == 2 and "task.model.width is 96 but task.init_from's transformer has 64" in err

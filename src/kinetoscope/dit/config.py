@@ -37,6 +37,7 @@ class DiTConfig(Config):
     text_attention: str = "cross"
     freq_dim: int = 256
     rope_theta: float = 10000.0
+    position_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     eps: float = 1e-6
     text_len: int = 0
 
@@ -58,6 +59,8 @@ class DiTConfig(Config):
             raise ConfigError(f"DiTConfig head width {self.head_dim} (width / heads) must be even and at least 8.")
         if self.text_len < 0:
             raise ConfigError(f"DiTConfig.text_len is {self.text_len}; it must be 0 (no padding) or a token count.")
+        if len(self.position_scale) != 3 or any(not s > 0 for s in self.position_scale):
+            raise ConfigError(f"DiTConfig.position_scale {self.position_scale} must be three positive numbers.")
         if any(p < 1 for p in self.patch_size):
             raise ConfigError(f"DiTConfig.patch_size {self.patch_size} must be positive integers.")
 

@@ -1,5 +1,6 @@
-"""A trained transformer made deeper without changing what it computes.
+"""A trained transformer made deeper, or finer-grained, keeping what it learned.
 
+Deeper (:func:`deepen`) without changing what it computes:
 Each new block is a copy of the trained block before it, with its output projections at zero
 (self-attention, cross-attention and feed-forward outputs): a residual block whose outputs are
 zero adds nothing, so the deeper model starts as exactly the trained one and the training spent
@@ -7,6 +8,13 @@ on it is kept. The copies' first gradients reach their outputs through features 
 
 A fresh block would not do: adaLN-Zero starts a block's own modulation offsets at zero, but the
 time projection all blocks share is trained, so a fresh block's gates are not zero.
+
+Finer-grained (:func:`refine_patch`): a smaller patch gives each latent pixel more tokens, which a
+small object needs (at 1x2x2 one 16-pixel ball is a single token). Where a latent is smooth across
+a coarse patch, the fine token's embedding by the coarse weights summed over the patch is the
+coarse token's; its output is the mean of the coarse outputs; positions scaled by the patch ratio
+keep RoPE's angle per latent pixel. Each coarse token becomes near-copies that attend as it did, so
+the refined model starts close to the trained one rather than from scratch.
 """
 
 from __future__ import annotations
@@ -37,6 +45,40 @@ def deepen(model: DiT, depth: int) -> DiT:
             if is_copy:
                 _zero_outputs(block)
     return grown.train(model.training)
+
+
+def refine_patch(model: DiT, patch_size: tuple[int, int, int]) -> DiT:
+    """``model`` taking tokens of ``patch_size``, each axis a divisor of its own patch's."""
+    config = model.config
+    fine = refined_config(config, patch_size)
+    parameter = next(model.parameters())
+    refined = DiT(fine).to(device=parameter.device, dtype=parameter.dtype)
+    state = model.state_dict()
+    c = config.in_channels
+    (rt, rh, rw), (pt, ph, pw) = _patch_ratio(config.patch_size, patch_size), fine.patch_size
+    split = (c, rt, pt, rh, ph, rw, pw)  # a coarse feature (c, t, h, w) with each axis as (sub-patch, fine offset)
+    embed = state["patch_embed.weight"].unflatten(1, split).sum((2, 4, 6)).flatten(1)
+    head = state["head.proj.weight"].unflatten(0, split).mean((1, 3, 5)).flatten(0, 3)
+    head_bias = state["head.proj.bias"].unflatten(0, split).mean((1, 3, 5)).flatten()
+    state.update({"patch_embed.weight": embed, "head.proj.weight": head, "head.proj.bias": head_bias})
+    refined.load_state_dict(state)
+    return refined.train(model.training)
+
+
+def refined_config(config: DiTConfig, patch_size: tuple[int, int, int]) -> DiTConfig:
+    """``config`` with ``patch_size`` and the position scale that keeps RoPE's angle per latent pixel."""
+    ratio = _patch_ratio(config.patch_size, patch_size)
+    scale = tuple(s / r for s, r in zip(config.position_scale, ratio))
+    return config.replace(patch_size=tuple(patch_size), position_scale=scale)
+
+
+def _patch_ratio(coarse: tuple[int, int, int], fine: tuple[int, int, int]) -> tuple[int, int, int]:
+    if len(fine) != 3 or any(f < 1 or p % f for p, f in zip(coarse, fine)):
+        raise ConfigError(
+            f"task.model.patch_size is {tuple(fine)} but task.init_from's transformer has {tuple(coarse)}; "
+            "a patch may only get finer, by a divisor of each axis."
+        )
+    return tuple(p // f for p, f in zip(coarse, fine))
 
 
 def block_sources(depth: int, new_depth: int) -> list[tuple[int, bool]]:
@@ -90,16 +132,20 @@ def _zero_linear(layer: nn.Linear) -> None:
 
 
 def grown_config(source: DiTConfig, requested: Mapping[str, Any]) -> DiTConfig:
-    """The shape a fine-tune of ``source`` trains: its own, deeper where ``requested`` asks for more blocks.
+    """The shape a fine-tune of ``source`` trains: its own, deeper where ``requested`` asks for more
+    blocks, and with a finer patch where it asks for one.
 
     Any other field ``requested`` names must be ``source``'s: weights cannot take another shape.
     """
     wanted = source.replace(**requested)
+    if tuple(wanted.patch_size) != tuple(source.patch_size):
+        wanted = refined_config(source, wanted.patch_size).replace(depth=wanted.depth)
     for key in requested:
-        if key != "depth" and getattr(wanted, key) != getattr(source, key):
+        if key not in ("depth", "patch_size") and getattr(wanted, key) != getattr(source, key):
             raise ConfigError(
                 f"task.model.{key} is {getattr(wanted, key)} but task.init_from's transformer has "
-                f"{getattr(source, key)}; a fine-tune keeps its shape, except depth, which may grow."
+                f"{getattr(source, key)}; a fine-tune keeps its shape, except depth, which may grow, "
+                "and patch_size, which may get finer."
             )
     if wanted.depth < source.depth:
         raise ConfigError(

@@ -304,7 +304,9 @@ class DiT(PretrainedModel):
         packing = Packing(
             seq_lens=batch.seq_lens,
             text_lens=text_lens,
-            freqs=rope_frequencies(batch.positions, self.config.head_dim, self.config.rope_theta),
+            freqs=rope_frequencies(
+                batch.positions, self.config.head_dim, self.config.rope_theta, self.config.position_scale
+            ),
             index=index,
             text_index=None,
             joint_order=None,

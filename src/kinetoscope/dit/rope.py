@@ -20,8 +20,10 @@ def axis_dims(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * spatial, spatial, spatial
 
 
-def rope_frequencies(positions: Tensor, head_dim: int, theta: float = 10000.0) -> Tensor:
-    """Rotations ``(N, head_dim // 2, 2)`` (float32 ``cos, sin``) for positions ``(N, 3)``.
+def rope_frequencies(
+    positions: Tensor, head_dim: int, theta: float = 10000.0, scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> Tensor:
+    """Rotations ``(N, head_dim // 2, 2)`` (float32 ``cos, sin``) for positions ``(N, 3)``, each axis times ``scale``.
 
     Angles are computed in float64 on this small table only (N x head_dim/2 numbers), so
     large positions lose no precision; the rotation itself is applied in float32.
@@ -29,7 +31,7 @@ def rope_frequencies(positions: Tensor, head_dim: int, theta: float = 10000.0) -
     angles = []
     for axis, dim in enumerate(axis_dims(head_dim)):
         inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device) / dim)
-        angles.append(positions[:, axis, None].to(torch.float64) * inv_freq)
+        angles.append(positions[:, axis, None].to(torch.float64) * (scale[axis] * inv_freq))
     angle = torch.cat(angles, 1)
     return torch.stack((angle.cos(), angle.sin()), -1).to(torch.float32)
 

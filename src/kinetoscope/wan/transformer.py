@@ -184,6 +184,7 @@ def wan_config(config: DiTConfig) -> dict[str, Any]:
     reasons = {
         "text_attention": (config.text_attention, "cross", "Wan's blocks use cross-attention"),
         "rope_theta": (config.rope_theta, WAN_ROPE_THETA, "diffusers fixes Wan's RoPE base"),
+        "position_scale": (tuple(config.position_scale), (1.0, 1.0, 1.0), "Wan's RoPE rotates by whole positions"),
     }
     for key, (value, wanted, why) in reasons.items():
         if value != wanted:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ TOKENIZER_FILE = "tokenizer.json"
 class DiTTaskConfig(Config):
     #: ``DiTConfig`` preset and field overrides (``in_channels`` and ``text_dim`` follow the VAE and text encoder).
     #: A fine-tune (``init_from``) keeps its source's shape; a greater ``depth`` grows it by blocks
-    #: that start as no-ops (:mod:`kinetoscope.dit.growth`), so training goes on from what it computes.
+    #: that start as no-ops, a finer ``patch_size`` refines its tokens (:mod:`kinetoscope.dit.growth`),
+    #: so training goes on from what it learned.
     preset: str = "tiny"
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: The frozen VAE: a saved ``CausalVAE`` directory (default: ``init_from``'s ``vae/``).
@@ -80,7 +82,8 @@ class DiTTask(Task):
         super().__init__(*args, **kwargs)
         from kinetoscope.flow import FlowConfig
 
-        self.flow = FlowConfig.from_dict({**self._init_index.get("flow", {}), **self.options.flow})
+        inherited = FlowConfig.from_dict(self._init_index.get("flow", {}))
+        self.flow = FlowConfig.from_dict({**self._refined_flow(inherited), **self.options.flow})
         self.vae = None
         self.hf_text = None
         self.hf_path: Path | None = None
@@ -93,6 +96,17 @@ class DiTTask(Task):
     def _init_index(self) -> dict[str, Any]:
         """``init_from``'s model index (flow settings, a HF encoder, what a fine-tune inherits); {} from scratch."""
         return read_index(self.options.init_from) if self.options.init_from else {}
+
+    def _refined_flow(self, flow) -> dict[str, Any]:
+        """``flow`` as a dict; with a patch refined to 1/r the tokens, its token counts r times, so each
+        clip keeps the noise shift the trained model knows."""
+        if not self.options.init_from:
+            return flow.to_dict()
+        from kinetoscope.dit import DiTConfig
+
+        source = DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json").patch_size
+        ratio = math.prod(source) // math.prod(self._patch())
+        return flow.to_dict() | {"base_tokens": flow.base_tokens * ratio, "max_tokens": flow.max_tokens * ratio}
 
     def prepare(self) -> None:
         """Load the frozen VAE and the text side (a frozen HF encoder, or a tokenizer for the built-in one)."""
@@ -160,16 +174,18 @@ class DiTTask(Task):
 
     def build_models(self) -> dict[str, nn.Module]:
         from kinetoscope.dit import DiT, DiTConfig
-        from kinetoscope.dit.growth import deepen, grown_config
+        from kinetoscope.dit.growth import deepen, grown_config, refine_patch
         from kinetoscope.text import TextEncoder
 
         o = self.options
         models: dict[str, nn.Module] = {}
         if o.init_from:
             dit = DiT.from_pretrained(Path(o.init_from) / "dit").train()
-            depth = grown_config(dit.config, o.model).depth
-            if depth > dit.config.depth:
-                dit = deepen(dit, depth)
+            wanted = grown_config(dit.config, o.model)
+            if wanted.patch_size != dit.config.patch_size:
+                dit = refine_patch(dit, wanted.patch_size)
+            if wanted.depth > dit.config.depth:
+                dit = deepen(dit, wanted.depth)
         else:
             text_dim = self.hf_text.dim if self.hf_text is not None else self._text_config().width
             config = DiTConfig.from_preset(
@@ -199,9 +215,11 @@ class DiTTask(Task):
 
     def _patch(self) -> tuple[int, int, int]:
         from kinetoscope.dit import DiTConfig
+        from kinetoscope.dit.growth import grown_config
 
         if self.options.init_from:
-            return DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json").patch_size
+            source = DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json")
+            return grown_config(source, self.options.model).patch_size
         return DiTConfig.from_preset(self.options.preset, **self.options.model).patch_size
 
     def data(self):
