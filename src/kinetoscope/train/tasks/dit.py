@@ -82,8 +82,11 @@ class DiTTask(Task):
         super().__init__(*args, **kwargs)
         from kinetoscope.flow import FlowConfig
 
-        inherited = FlowConfig.from_dict(self._init_index.get("flow", {}))
-        self.flow = FlowConfig.from_dict({**self._refined_flow(inherited), **self.options.flow})
+        flow = FlowConfig.from_dict(self._init_index.get("flow", {}))
+        if self._source_dit is not None:  # a patch refined to 1/r makes r times the tokens: keep each clip's shift
+            r = math.prod(self._source_dit.patch_size) // math.prod(self._patch)
+            flow = flow.replace(base_tokens=flow.base_tokens * r, max_tokens=flow.max_tokens * r)
+        self.flow = FlowConfig.from_dict({**flow.to_dict(), **self.options.flow})
         self.vae = None
         self.hf_text = None
         self.hf_path: Path | None = None
@@ -97,16 +100,13 @@ class DiTTask(Task):
         """``init_from``'s model index (flow settings, a HF encoder, what a fine-tune inherits); {} from scratch."""
         return read_index(self.options.init_from) if self.options.init_from else {}
 
-    def _refined_flow(self, flow) -> dict[str, Any]:
-        """``flow`` as a dict; with a patch refined to 1/r the tokens, its token counts r times, so each
-        clip keeps the noise shift the trained model knows."""
-        if not self.options.init_from:
-            return flow.to_dict()
+    @functools.cached_property
+    def _source_dit(self):
+        """``init_from``'s transformer config; None from scratch."""
         from kinetoscope.dit import DiTConfig
 
-        source = DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json").patch_size
-        ratio = math.prod(source) // math.prod(self._patch())
-        return flow.to_dict() | {"base_tokens": flow.base_tokens * ratio, "max_tokens": flow.max_tokens * ratio}
+        init_from = self.options.init_from
+        return DiTConfig.load_json(Path(init_from) / "dit" / "config.json") if init_from else None
 
     def prepare(self) -> None:
         """Load the frozen VAE and the text side (a frozen HF encoder, or a tokenizer for the built-in one)."""
@@ -213,17 +213,17 @@ class DiTTask(Task):
             return list(module.layers.layers)
         return super().blocks(name, module)
 
+    @functools.cached_property
     def _patch(self) -> tuple[int, int, int]:
         from kinetoscope.dit import DiTConfig
         from kinetoscope.dit.growth import grown_config
 
-        if self.options.init_from:
-            source = DiTConfig.load_json(Path(self.options.init_from) / "dit" / "config.json")
-            return grown_config(source, self.options.model).patch_size
+        if self._source_dit is not None:
+            return grown_config(self._source_dit, self.options.model).patch_size
         return DiTConfig.from_preset(self.options.preset, **self.options.model).patch_size
 
     def data(self):
-        patch = self._patch()
+        patch = self._patch
         if self.train.data.source == "latents":
             if not self.train.data.latents:
                 raise ConfigError("data.source is latents but data.latents names no directory; set data.latents=DIR.")
@@ -289,7 +289,7 @@ class DiTTask(Task):
 
         g, device = ctx.generator, ctx.device
         latents, foreground = self._latents_and_foreground(batch, device)
-        packed = pack(latents, self._patch())
+        packed = pack(latents, self._patch)
         n = len(batch)
         shifts = torch.tensor([shift_for_tokens(s, self.flow) for s in packed.seq_lens])
         t_sample = shift(sample_time(n, g, self.flow.logit_mean, self.flow.logit_std), shifts)
