@@ -108,6 +108,13 @@ class DiTTask(Task):
         init_from = self.options.init_from
         return DiTConfig.load_json(Path(init_from) / "dit" / "config.json") if init_from else None
 
+    @functools.cached_property
+    def _tuned_dit(self):
+        """The transformer config a fine-tune trains (``init_from``'s, deeper or finer as asked); None from scratch."""
+        from kinetoscope.dit.growth import grown_config
+
+        return None if self._source_dit is None else grown_config(self._source_dit, self.options.model)
+
     def prepare(self) -> None:
         """Load the frozen VAE and the text side (a frozen HF encoder, or a tokenizer for the built-in one)."""
         from kinetoscope.vae import CausalVAE
@@ -174,14 +181,14 @@ class DiTTask(Task):
 
     def build_models(self) -> dict[str, nn.Module]:
         from kinetoscope.dit import DiT, DiTConfig
-        from kinetoscope.dit.growth import deepen, grown_config, refine_patch
+        from kinetoscope.dit.growth import deepen, refine_patch
         from kinetoscope.text import TextEncoder
 
         o = self.options
         models: dict[str, nn.Module] = {}
         if o.init_from:
             dit = DiT.from_pretrained(Path(o.init_from) / "dit").train()
-            wanted = grown_config(dit.config, o.model)
+            wanted = self._tuned_dit
             if wanted.patch_size != dit.config.patch_size:
                 dit = refine_patch(dit, wanted.patch_size)
             if wanted.depth > dit.config.depth:
@@ -216,10 +223,9 @@ class DiTTask(Task):
     @functools.cached_property
     def _patch(self) -> tuple[int, int, int]:
         from kinetoscope.dit import DiTConfig
-        from kinetoscope.dit.growth import grown_config
 
-        if self._source_dit is not None:
-            return grown_config(self._source_dit, self.options.model).patch_size
+        if self._tuned_dit is not None:
+            return self._tuned_dit.patch_size
         return DiTConfig.from_preset(self.options.preset, **self.options.model).patch_size
 
     def data(self):
