@@ -105,6 +105,8 @@ def _expand_in_world(text: SceneText, seed: int, spec: ClipSpec) -> tuple[str | 
             state = build_state(scene, spec, scenario=name, seed=None)
         except KinetoscopeError:
             continue
+        if any(all(v == "out" for v in obj["visibility"]) for obj in state["objects"]):
+            continue  # an object the frames never show: its caption would promise what no frame has
         caption = detailed_caption(state)
         if agrees(text, parse_caption(caption)):
             return caption, name
