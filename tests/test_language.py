@@ -57,6 +57,19 @@ def _states():
             yield sample_state(scenario, seed=clip_seed(k, i), width=width, height=height, frames=frames)
 
 
+def _drawn_start(obj, state):
+    """Where frame 0 draws the object's centre, read in pixels: thirds of the frame's rows and columns."""
+    px_per_unit = state["world"]["px_per_unit"]
+    camera_x, camera_y = state["camera"]["offset"][0]
+    x, y = obj["position"][0]
+    column, row = (x - camera_x) * px_per_unit, state["height"] - (y - camera_y) * px_per_unit
+    if not (0 <= column <= state["width"] and 0 <= row <= state["height"]):
+        return None
+    across = ("left", "", "right")[min(int(3 * column / state["width"]), 2)]
+    down = ("top", "", "bottom")[min(int(3 * row / state["height"]), 2)]
+    return " ".join(w for w in (down, across) if w) or "centre"
+
+
 def test_parse_caption_recovers_every_attribute_of_the_world_state():
     checked = 0
     for state in _states():
@@ -68,6 +81,7 @@ def test_parse_caption_recovers_every_attribute_of_the_world_state():
             assert (got.color, got.shape, got.size) == (obj["color"], obj["shape"], size_word(obj["radius"]))
             assert (got.motion, got.direction, got.speed) == (motion, direction, speed)
             assert got.trail == (obj["color"] if obj["role"] == "brush" else None)
+            assert got.start == _drawn_start(obj, state)
         assert text.background == state["background"]["kind"]
         assert text.background_colors == tuple(state["background"]["colors"])
         assert text.camera == state["camera"]["motion"]
@@ -220,6 +234,16 @@ def test_expansion_never_contradicts_the_prompt(prompt):
                         prompt,
                         result.caption,
                     )
+
+
+def test_expansion_shows_every_object_it_names():
+    # Crossing scenes start their objects outside the view; turned to the prompt's heading, one
+    # could leave without ever being seen while its caption still promised it.
+    for seed in range(12):
+        written = parse_caption(expand_prompt("a red star moves left", seed=seed, frames=21).caption)
+        star = written.objects[0]
+        entered = any(e.kind == "enter" for e in written.events)
+        assert star.start is not None or entered, seed
 
 
 def test_expansion_is_deterministic_by_seed_and_fills_open_choices_from_the_prior():

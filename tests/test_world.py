@@ -290,7 +290,8 @@ def test_caption_style_for_a_known_scene():
     assert clip.short_caption == "a red ball and a blue square collide"
     hit = next(e for e in clip.state["events"] if e["type"] == "collision")["frame"]
     assert clip.caption.startswith(
-        "A large red ball moves right at a fast speed. A small blue square moves left at a slow speed. "
+        "A large red ball at the left moves right at a fast speed. "
+        "A small blue square at the right moves left at a slow speed. "
         "The background is plain white. The camera is static. "
         f"The red ball and the blue square collide at frame {hit}."
     )

@@ -20,6 +20,7 @@ from kinetoscope.world.vocabulary import (
     ACTIONS,
     COLORS,
     DIRECTIONS,
+    PLACES,
     SHAPES,
     SIZE_WORDS,
     SPEED_WORDS,
@@ -42,6 +43,8 @@ class ObjectText:
     speed: str | None = None
     #: The brush's paint colour ("leaves a red trail of paint").
     trail: str | None = None
+    #: Where it starts: one of the ninths of the view (``"top left"``, ``"centre"``).
+    start: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +88,10 @@ _DIRECTION = _alternatives(DIRECTIONS)
 _NAME = rf"the (?:{_COLOR}) (?:{_SHAPE})"
 _HEADING = rf"(?P<direction>{_DIRECTION}) at an? (?P<speed>{_SPEED}) speed"
 
-_OBJECT = re.compile(rf"an? (?P<size>{_SIZE}) (?P<color>{_COLOR}) (?P<shape>{_SHAPE}) (?P<motion>.+)")
+_OBJECT = re.compile(
+    rf"an? (?P<size>{_SIZE}) (?P<color>{_COLOR}) (?P<shape>{_SHAPE})"
+    rf"(?: (?:at|in) the (?P<start>{_alternatives(PLACES)}))? (?P<motion>.+)"
+)
 #: How each motion is phrased after the object's name.
 _MOTION_PHRASES = {
     "still": re.compile("stays still"),
@@ -180,6 +186,7 @@ def _object_from_match(m: re.Match[str]) -> ObjectText | None:
                 direction=heading.get("direction"),
                 speed=heading.get("speed"),
                 trail=heading.get("trail"),
+                start=m["start"],
             )
     return None
 

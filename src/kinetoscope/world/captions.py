@@ -2,7 +2,9 @@
 
 The detailed caption has sentences in this order, each always phrased the same way:
 
-1. one per object, by id: ``"A {size} {colour} {shape} {motion}."`` where motion is
+1. one per object, by id: ``"A {size} {colour} {shape} {place} {motion}."`` where place is where
+   its centre is in frame 0 (``"at the top left"``, ``"in the centre"``: :func:`start_place`), left
+   out when it starts outside the view, and motion is
    ``"stays still"``, ``"moves {direction} at a {speed} speed"``, ``"falls"``,
    ``"is thrown {direction} at a {speed} speed and falls"``, ``"is the player"`` or, for the
    brush, ``"moves {direction} at a {speed} speed and leaves a {colour} trail of paint"``
@@ -33,6 +35,8 @@ from kinetoscope.world.vocabulary import (
     article,
     count_word,
     direction_word,
+    place_phrase,
+    place_word,
     size_word,
     speed_word,
 )
@@ -55,10 +59,11 @@ def describe(state: dict[str, Any]) -> tuple[str, str]:
 
 
 def detailed_caption(state: dict[str, Any]) -> str:
-    sentences = [
-        f"{_capitalise(_indefinite(obj, with_size=True))} {_motion(index, state)}."
-        for index, obj in enumerate(state["objects"])
-    ]
+    sentences = []
+    for index, obj in enumerate(state["objects"]):
+        place = start_place(state, index)
+        where = "" if place is None else f" {place_phrase(place)}"
+        sentences.append(f"{_capitalise(_indefinite(obj, with_size=True))}{where} {_motion(index, state)}.")
     if state["occluder"] is not None:
         color = state["occluder"]["color"]
         sentences.append(f"{_capitalise(article(color))} {color} bar stands in front of the scene.")
@@ -124,6 +129,20 @@ def shown_velocity(state: dict[str, Any], index: int) -> tuple[float, float]:
     )
     vx, vy = velocities[1] if turned and len(velocities) > 1 else velocities[0]
     return vx, vy
+
+
+def start_place(state: dict[str, Any], index: int) -> str | None:
+    """Which ninth of the view object ``index``'s centre is in at frame 0; None outside the view.
+
+    Naming it narrows what a caption leaves open to a ninth of the view, so a model that
+    conditions on it has one place to draw the object rather than anywhere."""
+    world = state["world"]
+    x, y = state["objects"][index]["position"][0]
+    camera_x, camera_y = state["camera"]["offset"][0]
+    fx, fy = (x - camera_x) / world["view_width"], (y - camera_y) / world["view_height"]
+    if not (0.0 <= fx <= 1.0 and 0.0 <= fy <= 1.0):
+        return None
+    return place_word(fx, fy)
 
 
 def _motion(index: int, state: dict[str, Any]) -> str:

@@ -87,6 +87,9 @@ ACTIONS: dict[str, tuple[int, int]] = {
     "stay": (0, 0),
 }
 
+#: Where in the view an object starts: the view cut in thirds each way, rows top to bottom.
+PLACES = ("top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right")
+
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
@@ -111,6 +114,19 @@ def direction_word(vx: float, vy: float) -> str:
     """The nearest of the eight directions to the vector ``(vx, vy)`` (y up)."""
     sector = round(math.degrees(math.atan2(vy, vx)) / 45.0) % 8
     return DIRECTIONS[sector]
+
+
+def place_word(x: float, y: float) -> str:
+    """The third of the view each way that the point ``(x, y)`` lies in, as fractions of the view's
+    width and height from its bottom-left corner (y up): ``(0.1, 0.9)`` -> ``"top left"``."""
+    column = min(max(int(x * 3), 0), 2)
+    row = 2 - min(max(int(y * 3), 0), 2)
+    return PLACES[3 * row + column]
+
+
+def place_phrase(place: str) -> str:
+    """``"top left"`` -> ``"at the top left"``; ``"centre"`` -> ``"in the centre"``."""
+    return f"{'in' if place == 'centre' else 'at'} the {place}"
 
 
 def word_range(word: str) -> tuple[float, float]:
