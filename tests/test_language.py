@@ -177,6 +177,23 @@ def test_parse_prompt_reads_the_world_vocabulary(prompt, objects, extra):
     assert text.unknown_words == ()
 
 
+@pytest.mark.parametrize(
+    "prompt, starts",
+    [
+        ("a red ball at the top left moves right", ["top left"]),
+        ("a blue star in the centre of the frame moves down", ["centre"]),
+        ("a green square starts in the lower right corner and moves up-left", ["bottom right"]),
+        ("a red ball on the left and a blue ball on the right collide", ["left", "right"]),
+        ("a red ball moves left and bounces off the left wall", [None]),
+        ("a red ball moves left on a gradient from white at the top to cream at the bottom", [None]),
+    ],
+)
+def test_parse_prompt_reads_where_objects_start(prompt, starts):
+    text = parse_prompt(prompt)
+    assert [o.start for o in text.objects] == starts
+    assert text.unknown_words == ()
+
+
 def test_parse_prompt_events_and_unknown_words():
     text = parse_prompt("a red ball and a blue ball collide inside a spaceship")
     assert [e.kind for e in text.events] == ["collision"]
@@ -216,6 +233,8 @@ PROMPTS = [
     "the camera pans across three shapes",
     "a huge brown square stays still",
     "an orange star moves down-left",
+    "a red ball at the top left moves right",
+    "a teal square starts in the bottom right corner and moves up",
 ]
 
 
@@ -228,7 +247,7 @@ def test_expansion_never_contradicts_the_prompt(prompt):
         assert result.scenario is not None and written.unparsed == ()
         assert agrees(claims, written)
         for claim in claims.objects:  # the attributes the user gave are in the caption, literally
-            for field in ("color", "shape", "size", "direction", "speed"):
+            for field in ("color", "shape", "size", "direction", "speed", "start"):
                 if getattr(claim, field) is not None:
                     assert getattr(claim, field) in {getattr(o, field) for o in written.objects}, (
                         prompt,

@@ -32,6 +32,7 @@ from kinetoscope.world.vocabulary import (
     FLOOR_COLORS,
     OBJECT_COLORS,
     VIEW_HEIGHT,
+    place_span,
     word_range,
 )
 
@@ -98,7 +99,7 @@ def _expand_in_world(text: SceneText, seed: int, spec: ClipSpec) -> tuple[str | 
         rng = np.random.default_rng(derive_seed(seed, "expand", attempt))
         candidates = _scenarios(text)
         name, scene = generate_scene(candidates[int(rng.integers(len(candidates)))], rng, spec)
-        scene = _impose(scene, text, rng)
+        scene = _impose(scene, text, rng, spec.view_width)
         if scene is None:
             continue
         try:
@@ -146,9 +147,9 @@ def _scenarios(text: SceneText) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- imposing the prompt on a scene
-def _impose(scene: Scene, text: SceneText, rng: np.random.Generator) -> Scene | None:
+def _impose(scene: Scene, text: SceneText, rng: np.random.Generator, view_width: float) -> Scene | None:
     """``scene`` with the prompt's objects and scenery imposed, or None when it cannot take them."""
-    bodies = _impose_bodies(scene, text.objects, rng) if text.objects else list(scene.bodies)
+    bodies = _impose_bodies(scene, text.objects, rng, view_width) if text.objects else list(scene.bodies)
     if bodies is None or _overlapping(bodies) or _outside_walls(bodies, scene):
         return None
     background = _impose_background(scene.background, text)
@@ -157,7 +158,9 @@ def _impose(scene: Scene, text: SceneText, rng: np.random.Generator) -> Scene | 
     return dataclasses.replace(scene, bodies=tuple(bodies), background=background)
 
 
-def _impose_bodies(scene: Scene, claims: tuple[ObjectText, ...], rng: np.random.Generator) -> list[Body] | None:
+def _impose_bodies(
+    scene: Scene, claims: tuple[ObjectText, ...], rng: np.random.Generator, view_width: float
+) -> list[Body] | None:
     """Pair each claimed object with a body of the scene (the player with the agent, the painter with the
     brush) and rewrite that body; bodies no claim names are dropped, so the count is the prompt's."""
     free = [i for i, b in enumerate(scene.bodies) if b.role == "object"]
@@ -187,6 +190,7 @@ def _impose_bodies(scene: Scene, claims: tuple[ObjectText, ...], rng: np.random.
                 color=color,
                 shape=claim.shape or body.shape,
                 radius=_radius(claim.size, body.radius, rng),
+                position=_position(claim.start, body.position, view_width, rng),
                 velocity=_velocity(claim, body, scene.gravity, rng),
             )
         )
@@ -204,6 +208,16 @@ def _radius(size: str | None, radius: float, rng: np.random.Generator) -> float:
     low, high = word_range(size)
     low, high = max(low, _MIN_RADIUS), min(high, _MAX_RADIUS)
     return radius if low <= radius < high else float(rng.uniform(low, high))
+
+
+def _position(
+    start: str | None, position: tuple[float, float], view_width: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """A point in the ninth of the first frame's view that the prompt names (kept where it names none)."""
+    if start is None:
+        return position
+    (x0, x1), (y0, y1) = place_span(start)
+    return (float(rng.uniform(x0, x1)) * view_width, float(rng.uniform(y0, y1)) * VIEW_HEIGHT)
 
 
 def _velocity(claim: ObjectText, body: Body, gravity: float, rng: np.random.Generator) -> tuple[float, float]:
@@ -309,7 +323,7 @@ def _objects_match(claimed: tuple[ObjectText, ...], stated: tuple[ObjectText, ..
 
 
 def _object_agrees(claim: ObjectText, obj: ObjectText) -> bool:
-    for field in ("color", "shape", "size", "direction", "speed", "trail"):
+    for field in ("color", "shape", "size", "direction", "speed", "trail", "start"):
         wanted = getattr(claim, field)
         if wanted is not None and wanted != getattr(obj, field):
             return False

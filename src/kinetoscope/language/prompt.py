@@ -62,6 +62,8 @@ _DIRECTION_WORDS = {
     **_each("rightward rightwards", "right"),
     **_each("leftward leftwards", "left"),
 }
+_PLACE_ROWS = {**_each("top upper", "top"), **_each("bottom lower", "bottom")}
+_PLACE_CENTRES = frozenset({"centre", "center", "middle"})
 _SPEED_ADVERBS = {**_each("slowly slow", "slow"), **_each("quickly rapidly fast", "fast")}
 _CAMERA_MOVES = frozenset({"pans", "pan", "panning", "moves", "moving"})
 #: Words with no claim of their own that belong to the way the world speaks.
@@ -70,7 +72,8 @@ _FUNCTION_WORDS = frozenset(
         "a an the and then of at to in on off over with from its it is are be by for into onto across around "
         "through while as other another each both frame frames speed background backdrop camera scene view wall "
         "walls top bottom side ceiling floor above below front out comes come back stands stand stays stay "
-        "static pans pan panning together against past along very there some",
+        "static pans pan panning together against past along very there some starts start starting begins "
+        "begin corner side edge",
         "",
     )
 )
@@ -101,6 +104,7 @@ class _PromptReader:
         self.objects: list[dict] = []
         self.group: list[int] = []
         self.group_acted = False  # a verb has been read since the group began
+        self.phrase: list[int] = []  # the objects of the last noun phrase, which a place right after it qualifies
         self.events: list[EventText] = []
         self.unknown: list[str] = []
         self.scene: dict = {}
@@ -122,7 +126,7 @@ class _PromptReader:
 
     def _phrase(self, i: int) -> int:
         """Read the phrase that starts at word ``i``; return the index after it."""
-        for reader in (self._camera, self._background, self._noun_phrase, self._speed, self._verb):
+        for reader in (self._camera, self._background, self._noun_phrase, self._speed, self._place, self._verb):
             end = reader(i)
             if end is not None:
                 return end
@@ -170,8 +174,10 @@ class _PromptReader:
             if found is None or found[1] >= len(w) or w[found[1]] not in ("background", "backdrop"):
                 return None
             colors, j, ends_in_background = [found[0]], found[1], True
-        while j > i and w[j - 1] in ("and", "at", "the", "top", "bottom", "a", "to", "from", "above"):
-            j -= 1  # give back trailing joiners ("... white and a red ball")
+        # Give back trailing joiners ("... white and a red ball"), but not a gradient's "at the bottom".
+        gradient_end = colors and w[j - 3 : j] in (["at", "the", "top"], ["at", "the", "bottom"])
+        while not gradient_end and j > i and w[j - 1] in ("and", "at", "the", "top", "bottom", "a", "to", "from", "above"):
+            j -= 1
         if w[j : j + 1] and w[j] == "floor":
             kind = "floor"
         if ends_in_background:
@@ -220,6 +226,7 @@ class _PromptReader:
                 )
                 indices.append(len(self.objects) - 1)
         self.group = self.group + indices if joined else indices
+        self.phrase = indices
         self.group_acted = False
         if self.pending_role is not None:
             self._set_motion(self.pending_role)
@@ -241,6 +248,32 @@ class _PromptReader:
         for k in self._subjects():
             self.objects[k]["speed"] = found[0]
         return found[1]
+
+    def _place(self, i: int) -> int | None:
+        """``at the top left``, ``in the top left corner``, ``in the centre of the frame``: where the objects of
+        the last noun phrase start ("a red ball on the left and a blue ball on the right")."""
+        w = self.words
+        if w[i] not in ("at", "in", "on"):
+            return None
+        j = i + 1 + (w[i + 1 : i + 2] == ["the"])
+        rows, columns, centre = [], [], False
+        while j < len(w) and (w[j] in _PLACE_ROWS or w[j] in ("left", "right") or w[j] in _PLACE_CENTRES):
+            if w[j] in _PLACE_ROWS:
+                rows.append(_PLACE_ROWS[w[j]])
+            elif w[j] in _PLACE_CENTRES:
+                centre = True
+            else:
+                columns.append(w[j])
+            j += 1
+        if not (rows or columns or centre) or len(rows) > 1 or len(columns) > 1:
+            return None
+        j += w[j : j + 1] in (["corner"], ["side"], ["edge"])
+        if w[j : j + 3] in (["of", "the", v] for v in ("view", "frame", "picture", "screen", "scene", "video")):
+            j += 3
+        place = " ".join(rows + columns) or "centre"
+        for k in self.phrase or self._subjects():
+            self.objects[k]["start"] = place
+        return j
 
     def _verb(self, i: int) -> int | None:
         w = self.words

@@ -124,6 +124,15 @@ def place_word(x: float, y: float) -> str:
     return PLACES[3 * row + column]
 
 
+def place_span(place: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The x and y intervals of ``place`` as fractions of the view (y up): ``"top left"`` ->
+    ``((0, 1/3), (2/3, 1))``; the inverse of :func:`place_word`."""
+    if place not in PLACES:
+        raise InvalidInputError(f"{place!r} is not a place in the view; the places are {', '.join(PLACES)}.")
+    row, column = divmod(PLACES.index(place), 3)
+    return (column / 3, (column + 1) / 3), ((2 - row) / 3, (3 - row) / 3)
+
+
 def place_phrase(place: str) -> str:
     """``"top left"`` -> ``"at the top left"``; ``"centre"`` -> ``"in the centre"``."""
     return f"{'in' if place == 'centre' else 'at'} the {place}"
