@@ -53,7 +53,10 @@ def training_autocast(precision: str, device: torch.device, *, warn: bool = True
     ``warn``: say so on stderr when bf16 is asked of a CPU that would emulate it."""
     emulated = device.type == "cpu" and not cpu_has_bf16_units()
     if precision == "auto":
-        return torch.bfloat16 if device.type in ("cuda", "cpu") and not emulated else None
+        # On a CPU only AMX pays: the bundled model's step ran 1.4x faster in bf16 with AMX, and 1.3x
+        # slower with AVX-512 BF16 alone (its casts and elementwise work cost more than its products save).
+        faster = device.type == "cuda" or (device.type == "cpu" and "amx_bf16" in cpu_flags())
+        return torch.bfloat16 if faster else None
     if warn and precision == "bf16" and emulated:
         print(
             "precision bf16: this CPU has no bf16 units (AMX-BF16 or AVX-512 BF16), so torch emulates bf16 and "
