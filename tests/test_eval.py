@@ -25,8 +25,9 @@ from kinetoscope.eval import (
     world_oracle,
 )
 from kinetoscope.eval.suites import mp4_round_trip
+from kinetoscope.language import parse_caption
 from kinetoscope.world import Background, Body, Scene, render_clip, render_state, sample_clip
-from kinetoscope.world.vocabulary import COLORS, OCCLUDER_COLOR, PRESET_COLORS
+from kinetoscope.world.vocabulary import COLORS, OCCLUDER_COLOR, PRESET_COLORS, place_phrase
 
 
 def mp4_clip(scenario, seed):
@@ -189,8 +190,20 @@ def test_adherence_sees_a_wrong_direction_and_a_missing_bounce():
     assert [c["passed"] for c in result.details["claims"]] == [True, True, False, True]
     no_bounce = prompt_adherence(clip.frames, f"a {obj['color']} ball bounces off the floor", fps=clip.fps)
     assert not no_bounce.passed
-    image = prompt_adherence(clip.frames[:1], clip.caption, fps=clip.fps)  # an image: colour, shape and count only
-    assert image.passed and image.count == 3
+    image = prompt_adherence(clip.frames[:1], clip.caption, fps=clip.fps)  # an image: colour, shape, start, count
+    assert image.passed and [c["kind"] for c in image.details["claims"]] == ["colour", "shape", "start", "count"]
+
+
+def test_adherence_checks_where_an_object_starts():
+    clip = sample_clip("uniform", seed=5)
+    (obj,) = clip.state["objects"]
+    start = parse_caption(clip.caption).objects[0].start
+    mirror = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+    away = " ".join(mirror[w] for w in start.split() if w in mirror) or "top left"
+    for place, holds in ((start, True), (away, False)):
+        result = prompt_adherence(clip.frames, f"a {obj['color']} ball {place_phrase(place)}", fps=clip.fps)
+        (claim,) = [c for c in result.details["claims"] if c["kind"] == "start"]
+        assert claim["passed"] is holds, (place, claim)
 
 
 def test_adherence_counts_objects_not_colours():

@@ -18,7 +18,7 @@ from scipy import ndimage
 from kinetoscope.eval.detect import Detection, count_objects, detect_video, to_world
 from kinetoscope.eval.metrics import MetricResult, scored
 from kinetoscope.language.claims import ObjectClaim, PromptClaims, prompt_claims
-from kinetoscope.world.vocabulary import DIRECTIONS, VIEW_HEIGHT, WALL_WORDS
+from kinetoscope.world.vocabulary import DIRECTIONS, VIEW_HEIGHT, WALL_WORDS, place_phrase, place_span
 
 #: What the count claim counts (a bundle's legs record it: before, it counted colours).
 COUNTS = "objects"
@@ -30,18 +30,22 @@ IMPULSE = 1.0
 STILL_SPEED = 0.3
 #: The measured direction may be this far (degrees) from the named one (one sector either side).
 DIRECTION_TOLERANCE = 67.5
+#: A named start holds when frame 0 shows the object's centre within this many world units of that
+#: ninth of the view (a centre on the line between two ninths is in either).
+START_MARGIN = 0.5
 
 
 def prompt_adherence(
     frames: np.ndarray, prompt: str, *, fps: float, detections: list[list[Detection]] | None = None
 ) -> MetricResult:
-    """Share of the prompt's claims the video shows: colours, shapes, count, directions, bounces, collisions.
+    """Share of the prompt's claims the video shows: colours, shapes, count, starts, directions, bounces, collisions.
 
     Needs nothing but the frames: each named colour must be detected in at least
     ``MIN_FRAMES_PRESENT`` frames (all of them in shorter clips; images are checked for
     colours, shapes and count only), with the named shape by majority over the frames where it is
     wholly in view; the objects present must number the count, each colour counted by its median
-    over the frames it is seen in (one red ball drawn twice is two objects); a named direction must be
+    over the frames it is seen in (one red ball drawn twice is two objects); a named start ("at the top
+    left") must hold in frame 0 within ``START_MARGIN``; a named direction must be
     within ``DIRECTION_TOLERANCE`` of the initial velocity (fitted on the frames before its first
     bounce or collision), ``stays still`` below ``STILL_SPEED``; ``falls`` means it goes down; a
     bounce is a reversal of the velocity component against the named wall, a collision an impulse
@@ -55,7 +59,8 @@ def prompt_adherence(
         return MetricResult("adherence", None, "share of claims", None, 0, "a prompt with nothing the detectors can check")
     detections = detect_video(frames) if detections is None else detections
     tracks = _colour_tracks(frames, detections, fps=fps)
-    checks = _check_claims(claims, tracks, len(frames), fps)
+    view_width = frames.shape[2] * VIEW_HEIGHT / frames.shape[1]
+    checks = _check_claims(claims, tracks, len(frames), fps, view_width)
     passed = sum(ok for _, _, ok, _ in checks)
     return scored(
         "adherence",
@@ -83,6 +88,7 @@ class _Track:
     radii: np.ndarray  # (K,)
     shape: str  # majority over the same frames
     impulses: list[tuple[float, np.ndarray, np.ndarray]]  # (time, velocity before, velocity after)
+    start: np.ndarray | None  # (x, y) of its centre in frame 0, cut by the edge or not; None if not seen there
 
 
 def _colour_tracks(frames: np.ndarray, detections: list[list[Detection]], *, fps: float) -> dict[str, _Track]:
@@ -104,7 +110,9 @@ def _colour_tracks(frames: np.ndarray, detections: list[list[Detection]], *, fps
         radii = np.array([d.radius * VIEW_HEIGHT / height for _, d in whole])
         shape = max(set(shapes), key=shapes.count)
         objects = sorted(counts[color])[(len(items) - 1) // 2]
-        tracks[color] = _Track(len(items), objects, times, positions, radii, shape, _impulses(times, positions, 1 / fps))
+        start = to_world(items[0][1].center, height=height) if items[0][0] == 0 else None
+        impulses = _impulses(times, positions, 1 / fps)
+        tracks[color] = _Track(len(items), objects, times, positions, radii, shape, impulses, start)
     return tracks
 
 
@@ -139,11 +147,11 @@ def _impulses(times: np.ndarray, positions: np.ndarray, frame_time: float) -> li
 
 
 #: What each adherence claim is about (``kind`` in the claims of a result).
-CLAIM_KINDS = ("colour", "shape", "motion", "count", "event")
+CLAIM_KINDS = ("colour", "shape", "start", "motion", "count", "event")
 
 
 def _check_claims(
-    claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float
+    claims: PromptClaims, tracks: dict[str, _Track], frames: int, fps: float, view_width: float
 ) -> list[tuple[str, str, bool, Any]]:
     present = {c: t for c, t in tracks.items() if t.seen >= min(MIN_FRAMES_PRESENT, frames)}
     moving = frames >= 3  # an image, or two frames, shows no motion to check
@@ -157,6 +165,8 @@ def _check_claims(
         if track is None:
             continue
         checks.append(("shape", f"the {obj.color} object is a {obj.shape}", track.shape == obj.shape, track.shape))
+        if obj.start is not None:
+            checks.append(("start", f"the {name} starts {place_phrase(obj.start)}", *_check_start(obj.start, track, view_width)))
         early = obj.motion in ("moves", "thrown") and (obj.color, obj.shape) in hit_early
         if obj.motion is not None and moving and not claims.camera_moves and not early:
             ok, seen = _check_motion(obj, track)
@@ -178,6 +188,16 @@ def _check_claims(
             times = _collisions(present.get(colors[0]), present.get(colors[1]), 1 / fps)
             checks.append(("event", f"the {names} collide", bool(times), times))
     return checks
+
+
+def _check_start(place: str, track: _Track, view_width: float) -> tuple[bool, Any]:
+    if track.start is None:
+        return False, "not in frame 0"
+    (x0, x1), (y0, y1) = place_span(place)
+    x, y = track.start
+    dx = max(x0 * view_width - x, x - x1 * view_width, 0.0)
+    dy = max(y0 * VIEW_HEIGHT - y, y - y1 * VIEW_HEIGHT, 0.0)
+    return math.hypot(dx, dy) <= START_MARGIN, f"at ({x:.1f}, {y:.1f})"
 
 
 def _motion_words(obj: ObjectClaim) -> str:

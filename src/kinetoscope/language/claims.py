@@ -5,7 +5,8 @@ readers (a sentence in the world's caption style with :func:`~.parse.parse_capti
 other with :func:`~.prompt.parse_prompt`) and keeps only what the detectors, which find
 objects by colour, can check:
 
-- objects named by colour and shape ("a red ball"), once each;
+- objects named by colour and shape ("a red ball"), once each, and where the first sentence
+  naming one object alone says it starts ("A red ball at the top left moves right ...");
 - a motion from a sentence that names one object, as the captioner writes them ("A red ball
   moves right at a fast speed."), the first such sentence for each object; a heading counts
   only with its direction, being thrown without one is falling, and the player's and the
@@ -35,6 +36,7 @@ class ObjectClaim:
     shape: str
     motion: str | None = None  # "still", "moves", "thrown" or "falls"
     direction: str | None = None  # one of the eight direction words, for "moves" and "thrown"
+    start: str | None = None  # one of the nine places of the view, where frame 0 shows it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ def prompt_claims(text: str) -> PromptClaims:
             objects.setdefault(key, ObjectClaim(*key))
         if len(keys) == 1 and named and objects[keys[0]].motion is None:
             objects[keys[0]] = dataclasses.replace(objects[keys[0]], **_motion(named[0]))
+        if len(keys) == 1 and named and named[0].start and objects[keys[0]].start is None:
+            objects[keys[0]] = dataclasses.replace(objects[keys[0]], start=named[0].start)
         events += _events(scene, keys)
         uncoloured = sum(obj.color is None for obj in scene.objects)
         if uncoloured > 1:
