@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from kinetoscope.dit import DiT, DiTConfig, pack
-from kinetoscope.dit.growth import block_sources, deepen, grown_config, refine_patch
+from kinetoscope.dit.growth import add_frame_position, block_sources, deepen, grown_config, refine_patch
+from kinetoscope.dit.model import FramePosition
 from kinetoscope.errors import ConfigError
 from test_dit import assert_close, mixed_latents, randomized, text_inputs
 
@@ -61,6 +62,37 @@ def test_a_fresh_block_would_not_be_the_identity_but_a_copy_learns():
     copy = grown.blocks[1]
     for layer in (copy.video.out, copy.video.ffn[2], copy.cross.out):
         assert layer.weight.grad.abs().sum() > 0  # the zero outputs are where learning starts
+
+
+def test_frame_positions_added_to_a_trained_model_start_at_zero_learn_and_save(tmp_path):
+    config = DiTConfig.from_preset("tiny")
+    model = randomized(DiT(config), seed=3)
+    placed = add_frame_position(model)
+    assert placed.config.frame_position and not model.config.frame_position
+    inputs = _inputs(config)
+    with torch.no_grad():
+        assert torch.equal(placed(*inputs), model(*inputs))
+    batch, t, text, mask = inputs
+    placed(batch, t, text, mask).sub(batch.tokens).square().mean().backward()
+    assert placed.frame_embed.proj.weight.grad.abs().sum() > 0
+    placed.save_pretrained(tmp_path)
+    loaded = DiT.from_pretrained(tmp_path)
+    assert loaded.config.frame_position and torch.equal(loaded.frame_embed.proj.weight, placed.frame_embed.proj.weight)
+    assert grown_config(config, {"frame_position": True}).frame_position
+    with pytest.raises(ConfigError, match="cannot remove"):
+        grown_config(placed.config, {"frame_position": False})
+
+
+def test_a_frame_position_is_a_fraction_of_its_own_frame():
+    torch.manual_seed(0)
+    embed = FramePosition(8)
+    torch.nn.init.normal_(embed.proj.weight)
+    batch = pack([torch.zeros(4, 1, 2, 2), torch.zeros(4, 1, 6, 6)], (1, 1, 1))
+    out = embed(batch)
+    small, large = out[:4], out[4:].unflatten(0, (6, 6))
+    assert torch.allclose(small[0], large[1, 1], atol=1e-5)  # the top-left quarter's centre in both frames
+    assert torch.allclose(small[3], large[4, 4], atol=1e-5)
+    assert not torch.allclose(small[0], small[3], atol=1e-2)
 
 
 def test_growing_keeps_dtype_and_refuses_to_shrink():

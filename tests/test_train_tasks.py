@@ -93,7 +93,8 @@ def test_train_dit_on_a_manifest_with_bad_files(world_data, tmp_path, cli):
 def test_a_fine_tune_grown_deeper_starts_where_its_source_ended_and_resumes(world_data, tmp_path, cli):
     """`task.model.depth` above init_from's grows the transformer by no-op copies: the first step's
     loss is a plain fine-tune's, the run resumes exactly, and the export has the new depth. A finer
-    `task.model.patch_size` trains and exports refined tokens."""
+    `task.model.patch_size` trains and exports refined tokens; `task.model.frame_position` adds
+    frame positions that start at zero."""
     from kinetoscope.dit import DiT
 
     base_run = tmp_path / "base"
@@ -127,6 +128,11 @@ def test_a_fine_tune_grown_deeper_starts_where_its_source_ended_and_resumes(worl
     flows = [json.loads((d / "model_index.json").read_text())["flow"] for d in (base, tmp_path / "fine" / "final")]
     for key in ("base_tokens", "max_tokens"):  # each clip keeps its noise shift
         assert flows[1][key] == 4 * flows[0][key]
+
+    assert tune(tmp_path / "placed", 1, frame_position=True)[0] == 0
+    placed = read_metrics(tmp_path / "placed")
+    assert math.isclose(float(placed[0]["loss"]), float(plain[0]["loss"]), rel_tol=1e-4), (placed[0], plain[0])
+    assert DiT.from_pretrained(tmp_path / "placed" / "final" / "dit").config.frame_position
 
     code, _, err = tune(tmp_path / "wide", 1, width=96)
     assert code == 2 and "task.model.width is 96 but task.init_from's transformer has 64" in err

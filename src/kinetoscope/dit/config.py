@@ -40,6 +40,10 @@ class DiTConfig(Config):
     position_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     eps: float = 1e-6
     text_len: int = 0
+    #: Add each token's place in its frame to its embedding (:class:`~kinetoscope.dit.model.FramePosition`).
+    #: RoPE gives attention only offsets between tokens, so without it a token can tell where it is
+    #: only from the frame's edges, and "at the top left" cannot be learned.
+    frame_position: bool = False
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"in_channels": 4, "width": 64, "depth": 2, "heads": 2, "ffn_dim": 128, "text_dim": 64, "freq_dim": 64},

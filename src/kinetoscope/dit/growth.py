@@ -9,6 +9,9 @@ on it is kept. The copies' first gradients reach their outputs through features 
 A fresh block would not do: adaLN-Zero starts a block's own modulation offsets at zero, but the
 time projection all blocks share is trained, so a fresh block's gates are not zero.
 
+Placed (:func:`add_frame_position`): each token's place in its frame added to its embedding
+through a projection that starts at zero, so the model starts as exactly the trained one.
+
 Finer-grained (:func:`refine_patch`): a smaller patch gives each latent pixel more tokens, which a
 small object needs (at 1x2x2 one 16-pixel ball is a single token). Where a latent is smooth across
 a coarse patch, the fine token's embedding by the coarse weights summed over the patch is the
@@ -45,6 +48,15 @@ def deepen(model: DiT, depth: int) -> DiT:
             if is_copy:
                 _zero_outputs(block)
     return grown.train(model.training)
+
+
+def add_frame_position(model: DiT) -> DiT:
+    """``model`` with :class:`~kinetoscope.dit.model.FramePosition` added, computing what it computed."""
+    parameter = next(model.parameters())
+    placed = DiT(model.config.replace(frame_position=True)).to(device=parameter.device, dtype=parameter.dtype)
+    missing, _ = placed.load_state_dict(model.state_dict(), strict=False)
+    assert all(key.startswith("frame_embed.") for key in missing), missing
+    return placed.train(model.training)
 
 
 def refine_patch(model: DiT, patch_size: tuple[int, int, int]) -> DiT:
@@ -133,7 +145,7 @@ def _zero_linear(layer: nn.Linear) -> None:
 
 def grown_config(source: DiTConfig, requested: Mapping[str, Any]) -> DiTConfig:
     """The shape a fine-tune of ``source`` trains: its own, deeper where ``requested`` asks for more
-    blocks, and with a finer patch where it asks for one.
+    blocks, with a finer patch where it asks for one, and with frame positions where it asks for them.
 
     Any other field ``requested`` names must be ``source``'s: weights cannot take another shape.
     """
@@ -141,12 +153,14 @@ def grown_config(source: DiTConfig, requested: Mapping[str, Any]) -> DiTConfig:
     if tuple(wanted.patch_size) != tuple(source.patch_size):
         wanted = refined_config(source, wanted.patch_size).replace(depth=wanted.depth)
     for key in requested:
-        if key not in ("depth", "patch_size") and getattr(wanted, key) != getattr(source, key):
+        if key not in ("depth", "patch_size", "frame_position") and getattr(wanted, key) != getattr(source, key):
             raise ConfigError(
                 f"task.model.{key} is {getattr(wanted, key)} but task.init_from's transformer has "
                 f"{getattr(source, key)}; a fine-tune keeps its shape, except depth, which may grow, "
-                "and patch_size, which may get finer."
+                "patch_size, which may get finer, and frame_position, which may be added."
             )
+    if source.frame_position and not wanted.frame_position:
+        raise ConfigError("task.init_from's transformer has frame positions; task.model.frame_position cannot remove them.")
     if wanted.depth < source.depth:
         raise ConfigError(
             f"task.model.depth is {wanted.depth} but task.init_from's transformer has {source.depth} blocks; "

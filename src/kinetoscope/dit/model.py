@@ -248,6 +248,27 @@ class Head(nn.Module):
         return self.proj(modulate(self.norm(x), shift, scale, index))
 
 
+class FramePosition(nn.Module):
+    """Each token's place in its own frame, as a fraction of the frame's height and width (so the same
+    for any size or aspect ratio), in Fourier features projected to the model's width. The projection
+    starts at zero, so adding it to a trained model leaves what it computes unchanged."""
+
+    FREQUENCIES = 6
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.proj = Linear(4 * self.FREQUENCIES, width)
+
+    def forward(self, batch: PackedBatch) -> Tensor:
+        positions = batch.positions
+        sizes = torch.tensor([grid[1:] for grid in batch.grids], device=positions.device, dtype=torch.float32)
+        sizes = sizes.repeat_interleave(torch.tensor(batch.seq_lens, device=positions.device), dim=0)
+        fractions = (positions[:, 1:].float() + 0.5) / sizes  # (N, 2): row and column in (0, 1)
+        scales = math.pi * 2.0 ** torch.arange(self.FREQUENCIES, device=positions.device, dtype=torch.float32)
+        angles = (fractions[..., None] * scales).flatten(1)
+        return self.proj(torch.cat([angles.sin(), angles.cos()], dim=1).to(self.proj.weight.dtype))
+
+
 class DiT(PretrainedModel):
     """Rectified-flow diffusion transformer over packed spacetime patches.
 
@@ -270,6 +291,7 @@ class DiT(PretrainedModel):
         else:
             self.blocks = nn.ModuleList(JointBlock(config, i < config.depth - 1) for i in range(config.depth))
         self.head = Head(config)
+        self.frame_embed = FramePosition(width) if config.frame_position else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -285,7 +307,8 @@ class DiT(PretrainedModel):
         for name, param in self.named_parameters():
             if name.endswith("modulation"):
                 nn.init.zeros_(param)
-        for layer in (self.time_modulation[1], self.head.proj):
+        zeroed = (self.time_modulation[1], self.head.proj) + ((self.frame_embed.proj,) if self.frame_embed is not None else ())
+        for layer in zeroed:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -315,6 +338,8 @@ class DiT(PretrainedModel):
             packing.text_index = _text_rows(t, times, index, batch.seq_lens, text_lens)
             packing.joint_order = _joint_order(text_lens, batch.seq_lens, t.device)
         x = self.patch_embed(batch.tokens).to(dtype)
+        if self.frame_embed is not None:
+            x = x + self.frame_embed(batch).to(dtype)
         for block in self.blocks:
             x, text_tokens = block(x, text_tokens, time_mod, packing)
         return self.head(x, temb, index)

@@ -181,7 +181,7 @@ class DiTTask(Task):
 
     def build_models(self) -> dict[str, nn.Module]:
         from kinetoscope.dit import DiT, DiTConfig
-        from kinetoscope.dit.growth import deepen, refine_patch
+        from kinetoscope.dit.growth import add_frame_position, deepen, refine_patch
         from kinetoscope.text import TextEncoder
 
         o = self.options
@@ -193,6 +193,8 @@ class DiTTask(Task):
                 dit = refine_patch(dit, wanted.patch_size)
             if wanted.depth > dit.config.depth:
                 dit = deepen(dit, wanted.depth)
+            if wanted.frame_position and not dit.config.frame_position:
+                dit = add_frame_position(dit)
         else:
             text_dim = self.hf_text.dim if self.hf_text is not None else self._text_config().width
             config = DiTConfig.from_preset(
