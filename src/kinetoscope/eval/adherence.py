@@ -193,10 +193,9 @@ def _check_claims(
 def _check_start(place: str, track: _Track, view_width: float) -> tuple[bool, Any]:
     if track.start is None:
         return False, "not in frame 0"
-    (x0, x1), (y0, y1) = place_span(place)
+    (x0, x1), (y0, y1) = place_span(place, view_width)
     x, y = track.start
-    dx = max(x0 * view_width - x, x - x1 * view_width, 0.0)
-    dy = max(y0 * VIEW_HEIGHT - y, y - y1 * VIEW_HEIGHT, 0.0)
+    dx, dy = max(x0 - x, x - x1, 0.0), max(y0 - y, y - y1, 0.0)
     return math.hypot(dx, dy) <= START_MARGIN, f"at ({x:.1f}, {y:.1f})"
 
 

@@ -216,8 +216,8 @@ def _position(
     """A point in the ninth of the first frame's view that the prompt names (kept where it names none)."""
     if start is None:
         return position
-    (x0, x1), (y0, y1) = place_span(start)
-    return (float(rng.uniform(x0, x1)) * view_width, float(rng.uniform(y0, y1)) * VIEW_HEIGHT)
+    (x0, x1), (y0, y1) = place_span(start, view_width)
+    return float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
 
 
 def _velocity(claim: ObjectText, body: Body, gravity: float, rng: np.random.Generator) -> tuple[float, float]:

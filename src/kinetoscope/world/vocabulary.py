@@ -124,13 +124,16 @@ def place_word(x: float, y: float) -> str:
     return PLACES[3 * row + column]
 
 
-def place_span(place: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The x and y intervals of ``place`` as fractions of the view (y up): ``"top left"`` ->
-    ``((0, 1/3), (2/3, 1))``; the inverse of :func:`place_word`."""
+def place_span(place: str, view_width: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The x and y intervals (world units, y up) of ``place`` in a view ``view_width`` wide:
+    ``"top left"`` -> ``((0, w/3), (2H/3, H))``; the inverse of :func:`place_word`."""
     if place not in PLACES:
         raise InvalidInputError(f"{place!r} is not a place in the view; the places are {', '.join(PLACES)}.")
     row, column = divmod(PLACES.index(place), 3)
-    return (column / 3, (column + 1) / 3), ((2 - row) / 3, (3 - row) / 3)
+    return (
+        (column * view_width / 3, (column + 1) * view_width / 3),
+        ((2 - row) * VIEW_HEIGHT / 3, (3 - row) * VIEW_HEIGHT / 3),
+    )
 
 
 def place_phrase(place: str) -> str:
